@@ -1,0 +1,369 @@
+//! `create`: compile the plan, clone the setup processes, drive them
+//! through the sync protocol, run the create hooks, and record the state.
+//! Any failure undoes everything: processes, cgroup, state directory.
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use nix::errno::Errno;
+use oci_spec::runtime::LinuxNamespaceType;
+
+use super::state::{self, Saved};
+use super::{hook_state_json, Container, CreateOptions, Runtime, Status};
+use crate::cgroups::{Cgroup, Hierarchy};
+use crate::error::{Error, Result};
+use crate::hooks::{self, ChildHook};
+use crate::plan::{Labels, NsLabels, Plan};
+use crate::process::init::{self, ChildFds};
+use crate::process::sync::{self, Msg};
+use crate::sys;
+
+/// Undoes a failed create: kills what was started, removes the cgroup and
+/// the state directory.
+struct Undo {
+    dir: Option<PathBuf>,
+    cgroup: Option<Cgroup>,
+    stage1: Option<i32>,
+    init: Option<(i32, u64)>,
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if let Some(pid) = self.stage1.take() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        }
+        if let Some((pid, start)) = self.init.take() {
+            if sys::process_start_time(pid) == Some(start) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+                super::wait_gone(pid, start, Duration::from_secs(5));
+            }
+        }
+        if let Some(cg) = self.cgroup.take() {
+            if let Err(e) = cg.destroy() {
+                tracing::warn!("cleaning up after a failed create: {e}");
+            }
+        }
+        if let Some(dir) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+impl Undo {
+    fn disarm(mut self) {
+        self.dir = None;
+        self.cgroup = None;
+        self.stage1 = None;
+        self.init = None;
+    }
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    if p.is_absolute() {
+        Ok(p.to_path_buf())
+    } else {
+        let cwd = std::env::current_dir().map_err(|e| Error::io("getcwd", ".", e))?;
+        Ok(cwd.join(p))
+    }
+}
+
+pub(super) fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<Container> {
+    std::fs::create_dir_all(rt.root()).map_err(|e| Error::io("create", rt.root(), e))?;
+    let dir = rt.dir(id);
+    match std::fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::AlreadyExists(id.to_string()))
+        }
+        Err(e) => return Err(Error::io("create", &dir, e)),
+    }
+    let mut undo = Undo {
+        dir: Some(dir.clone()),
+        cgroup: None,
+        stage1: None,
+        init: None,
+    };
+    let lock = state::Lock::acquire(&dir, id)?;
+    let bundle = absolute(&opts.bundle)?;
+    let spec = crate::spec::load(&bundle)?;
+    let rootfs = crate::spec::rootfs_path(&bundle, &spec);
+    let linux = spec.linux().clone().unwrap_or_default();
+    let process = spec.process().clone().expect("validated");
+    let mut labels = Labels::default();
+
+    let namespaces = crate::namespaces::plan(&linux, &mut |s| labels.add(s))?;
+
+    if process.terminal().unwrap_or(false) && opts.console_socket.is_none() {
+        return Err(Error::spec(
+            "process.terminal",
+            "a terminal needs a console socket (--console-socket)",
+        ));
+    }
+    let console_socket = match &opts.console_socket {
+        Some(path) => {
+            let parent = path.parent().unwrap_or(Path::new("/"));
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let (_d, short) = state::short_path(parent, &name)?;
+            let s = UnixStream::connect(&short).map_err(|e| Error::io("connect to console socket", path, e))?;
+            Some(OwnedFd::from(s))
+        }
+        None => None,
+    };
+
+    // LISTEN_FDS (socket activation) passes through like --preserve-fds.
+    let listen_fds: u32 = std::env::var("LISTEN_FDS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let extra_env = if listen_fds > 0 {
+        vec![format!("LISTEN_FDS={listen_fds}"), "LISTEN_PID=1".to_string()]
+    } else {
+        Vec::new()
+    };
+    let process_plan = crate::process::plan(
+        &process,
+        crate::process::PlanInput {
+            preserve_fds: opts.preserve_fds + listen_fds,
+            extra_env,
+            console_socket,
+            keyring: (!opts.no_new_keyring).then(|| format!("_ses.{id}")),
+            setgroups_denied: namespaces.new_user && !nix::unistd::geteuid().is_root(),
+        },
+        &mut labels,
+    )?;
+
+    let cgroup = if spec.linux().is_some() {
+        let h = Hierarchy::detect()?;
+        let cg = h.create(
+            linux.cgroups_path().as_deref(),
+            id,
+            linux.resources().as_ref(),
+        )?;
+        undo.cgroup = Some(cg.clone());
+        Some(cg)
+    } else {
+        None
+    };
+
+    let rootfs_plan = crate::rootfs::plan(
+        &spec,
+        &crate::rootfs::PlanInput {
+            bundle: &bundle,
+            rootfs: &rootfs,
+            no_pivot: opts.no_pivot,
+            cgroup: cgroup.as_ref(),
+            namespaces: &namespaces,
+        },
+        &mut labels,
+    )?;
+    let mut start_hooks = Vec::new();
+    for (i, h) in hooks::hooks_of(&spec, "startContainer").iter().enumerate() {
+        let l = labels.add(format!(
+            "startContainer hook {} (hooks.startContainer[{i}])",
+            h.path().display()
+        ));
+        start_hooks.push(ChildHook::prepare(h, l)?);
+    }
+    let has_create_hooks = ["prestart", "createRuntime", "createContainer"]
+        .iter()
+        .any(|k| !hooks::hooks_of(&spec, k).is_empty());
+    let ns_labels = NsLabels {
+        user: labels.add("create user namespace (linux.namespaces)"),
+        root: labels.add("become root in the user namespace (linux.uidMappings)"),
+        unshare: labels.add("create namespaces (linux.namespaces)"),
+        offsets: labels.add("write time namespace offsets (linux.timeOffsets)"),
+        fork: labels.add("start the container init"),
+    };
+    let annotations: BTreeMap<String, String> = spec
+        .annotations()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let mut saved = Saved {
+        id: id.to_string(),
+        bundle: bundle.clone(),
+        rootfs: rootfs.canonicalize().unwrap_or(rootfs.clone()),
+        pid: 0,
+        start_time: 0,
+        created: state::rfc3339(SystemTime::now()),
+        owner: state::user_name(nix::unistd::geteuid().as_raw()),
+        annotations,
+        cgroup: cgroup.clone(),
+        config: serde_json::to_value(&spec).unwrap_or_default(),
+        labels: Vec::new(),
+    };
+    let hook_state_capacity = if start_hooks.is_empty() {
+        0
+    } else {
+        saved.pid = i32::MAX;
+        let n = hook_state_json(&saved, Status::Created).len() + 64;
+        saved.pid = 0;
+        n
+    };
+    let plan = Plan {
+        id: id.to_string(),
+        bundle,
+        spec,
+        labels,
+        namespaces,
+        rootfs: rootfs_plan,
+        process: process_plan,
+        start_hooks,
+        has_create_hooks,
+        ns_labels,
+        hook_state_capacity,
+    };
+
+    let (dirfd, sock_path) = state::short_path(&dir, state::START_SOCKET)?;
+    let listener = UnixListener::bind(&sock_path).map_err(|e| Error::io("bind", dir.join(state::START_SOCKET), e))?;
+    let (parent_end, child_end) = nix::sys::socket::socketpair(
+        nix::sys::socket::AddressFamily::Unix,
+        nix::sys::socket::SockType::SeqPacket,
+        None,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| Error::sys("socketpair", e))?;
+    let mut hook_buf = vec![0u8; plan.hook_state_capacity];
+    let fds = ChildFds {
+        sync: child_end.as_raw_fd(),
+        start: listener.as_raw_fd(),
+    };
+    let parent_raw = parent_end.as_raw_fd();
+    // Descriptors of the runtime's own that the setup processes must not
+    // keep: the lock (held until the init execs otherwise) and the
+    // state directory.
+    let runtime_fds = [parent_raw, lock.raw_fd(), dirfd.as_raw_fd()];
+    let stage1 = sys::clone_fork(0).map_err(|e| Error::sys("clone the container's setup process", e))?;
+    if stage1 == 0 {
+        child_entry(&plan, fds, &runtime_fds, &mut hook_buf);
+    }
+    undo.stage1 = Some(stage1);
+    drop(child_end);
+    drop(listener);
+    drop(dirfd);
+
+    let fail = |m: Msg, plan: &Plan| Error::Init {
+        what: plan.labels.get(m.a as u32).to_string(),
+        errno: Errno::from_raw(m.b),
+    };
+    let gone = || Error::Init {
+        what: "the container's setup process exited".into(),
+        errno: Errno::ECHILD,
+    };
+    // Stage 1: place it in the cgroup (and map its user namespace) before
+    // it creates the cgroup namespace and forks the init.
+    match sync::recv(parent_raw).map_err(|e| Error::sys("read from the setup process", e))? {
+        Some(m) if m.tag == sync::STAGE1_READY => {}
+        Some(m) if m.tag == sync::ERROR => return Err(fail(m, &plan)),
+        _ => return Err(gone()),
+    }
+    if plan.namespaces.new_user {
+        if !nix::unistd::geteuid().is_root() {
+            let _ = std::fs::write(format!("/proc/{stage1}/setgroups"), "deny");
+        }
+        crate::namespaces::write_id_maps(stage1, &plan.namespaces)?;
+    }
+    if let Some(cg) = &cgroup {
+        cg.add_pid(stage1)?;
+    }
+    sync::send(parent_raw, Msg::new(sync::CONTINUE, 0, 0)).map_err(|e| Error::sys("write to the setup process", e))?;
+    let init_pid = match sync::recv(parent_raw).map_err(|e| Error::sys("read from the setup process", e))? {
+        Some(m) if m.tag == sync::INIT_PID => m.a,
+        Some(m) if m.tag == sync::ERROR => return Err(fail(m, &plan)),
+        _ => return Err(gone()),
+    };
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(stage1), None);
+    undo.stage1 = None;
+    let start_time = sys::process_start_time(init_pid).ok_or_else(gone)?;
+    undo.init = Some((init_pid, start_time));
+    saved.pid = init_pid;
+    saved.start_time = start_time;
+
+    loop {
+        match sync::recv(parent_raw).map_err(|e| Error::sys("read from the container init", e))? {
+            Some(m) if m.tag == sync::RUN_HOOKS => {
+                run_create_hooks(&plan, &saved, init_pid)?;
+                sync::send(parent_raw, Msg::new(sync::HOOKS_DONE, 0, 0))
+                    .map_err(|e| Error::sys("write to the container init", e))?;
+            }
+            Some(m) if m.tag == sync::READY => break,
+            Some(m) if m.tag == sync::ERROR => return Err(fail(m, &plan)),
+            _ => return Err(gone()),
+        }
+    }
+    drop(parent_end);
+    saved.labels = plan.labels_vec();
+    state::write(&dir, &saved)?;
+    if let Some(pid_file) = &opts.pid_file {
+        write_pid_file(pid_file, init_pid)?;
+    }
+    undo.disarm();
+    Ok(Container { dir, saved })
+}
+
+/// The child side of clone: drop the runtime's descriptors, reset
+/// signal state inherited from the host, then stage 1.
+fn child_entry(plan: &Plan, fds: ChildFds, runtime_fds: &[RawFd], hook_buf: &mut [u8]) -> ! {
+    for &fd in runtime_fds {
+        sys::close(fd);
+    }
+    reset_signals();
+    init::stage1(plan, fds, hook_buf)
+}
+
+/// Default dispositions and an empty mask: the container must not inherit
+/// the host program's signal handling.
+fn reset_signals() {
+    // SAFETY: sigaction/sigprocmask with valid, zero-initialised structs;
+    // no handler code is installed.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        let mut act: libc::sigaction = std::mem::zeroed();
+        act.sa_sigaction = libc::SIG_DFL;
+        for sig in 1..=libc::SIGRTMAX() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::sigaction(sig, &act, std::ptr::null_mut());
+            }
+        }
+    }
+}
+
+fn run_create_hooks(plan: &Plan, saved: &Saved, init_pid: i32) -> Result<()> {
+    let state = hook_state_json(saved, Status::Creating);
+    hooks::run_all("prestart", hooks::hooks_of(&plan.spec, "prestart"), &state, &[])?;
+    hooks::run_all("createRuntime", hooks::hooks_of(&plan.spec, "createRuntime"), &state, &[])?;
+    let cc = hooks::hooks_of(&plan.spec, "createContainer");
+    if !cc.is_empty() {
+        // Joined in the container's namespaces except pid, which only a
+        // child of the joining process would enter.
+        let types: Vec<LinuxNamespaceType> = [
+            LinuxNamespaceType::User,
+            LinuxNamespaceType::Ipc,
+            LinuxNamespaceType::Uts,
+            LinuxNamespaceType::Network,
+            LinuxNamespaceType::Cgroup,
+            LinuxNamespaceType::Mount,
+        ]
+        .into_iter()
+        .filter(|t| plan.namespaces.has(*t))
+        .collect();
+        let ns = crate::namespaces::open_of_pid(init_pid, &types)?;
+        hooks::run_all("createContainer", cc, &state, &ns)?;
+    }
+    Ok(())
+}
+
+fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let path = absolute(path)?;
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    ));
+    std::fs::write(&tmp, pid.to_string()).map_err(|e| Error::io("write", &tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &path, e))
+}
+

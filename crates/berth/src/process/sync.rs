@@ -1,0 +1,70 @@
+//! The sync protocol between the runtime and the container's setup
+//! processes: fixed-size messages over a SOCK_SEQPACKET pair, so neither
+//! side allocates.
+
+use std::os::fd::RawFd;
+
+use nix::errno::Errno;
+
+use crate::sys;
+
+/// Stage 1 has joined/created its user namespace and waits for its id maps
+/// and cgroup placement.
+pub const STAGE1_READY: u32 = 1;
+/// The runtime has written the maps and placed the process: go on.
+pub const CONTINUE: u32 = 2;
+/// The init's pid (`a`), as seen by the runtime.
+pub const INIT_PID: u32 = 3;
+/// The init has mounted everything and asks for the create hooks.
+pub const RUN_HOOKS: u32 = 4;
+/// The runtime has run the create hooks.
+pub const HOOKS_DONE: u32 = 5;
+/// The init is set up and waits for `start`.
+pub const READY: u32 = 6;
+/// A step failed: label `a`, errno `b`.
+pub const ERROR: u32 = 7;
+
+/// One message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Msg {
+    /// What it says.
+    pub tag: u32,
+    /// First argument.
+    pub a: i32,
+    /// Second argument.
+    pub b: i32,
+}
+
+impl Msg {
+    /// A message with arguments.
+    pub fn new(tag: u32, a: i32, b: i32) -> Msg {
+        Msg { tag, a, b }
+    }
+}
+
+/// Sends a message.
+pub fn send(fd: RawFd, m: Msg) -> Result<(), Errno> {
+    let mut buf = [0u8; 12];
+    buf[..4].copy_from_slice(&m.tag.to_ne_bytes());
+    buf[4..8].copy_from_slice(&m.a.to_ne_bytes());
+    buf[8..].copy_from_slice(&m.b.to_ne_bytes());
+    sys::write_all(fd, &buf)
+}
+
+/// Receives a message; `Ok(None)` when the other side has gone.
+pub fn recv(fd: RawFd) -> Result<Option<Msg>, Errno> {
+    let mut buf = [0u8; 12];
+    let n = sys::read(fd, &mut buf)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if n != 12 {
+        return Err(Errno::EPROTO);
+    }
+    let word = |i: usize| [buf[i], buf[i + 1], buf[i + 2], buf[i + 3]];
+    Ok(Some(Msg {
+        tag: u32::from_ne_bytes(word(0)),
+        a: i32::from_ne_bytes(word(4)),
+        b: i32::from_ne_bytes(word(8)),
+    }))
+}

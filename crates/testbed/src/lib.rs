@@ -1,0 +1,64 @@
+//! Test bed for Berth's real-container tests: a static busybox root
+//! filesystem, OCI bundles built on it, a runner for the `berth` binary
+//! (or any runc-compatible runtime, see [`RUNTIME_VAR`]) and leak checks
+//! for everything a container can leave behind (state dirs, cgroups,
+//! mounts, processes).
+//!
+//! Each test owns a [`Sandbox`] (or a [`Berth`] runner, which holds one):
+//! a unique directory under `/tmp` with the runtime root and the bundles,
+//! unique container ids, a cgroup under `/berth-test/`, and an
+//! environment mark on every process. Dropping it force-deletes the
+//! test's containers, fails the test if anything was left behind, and
+//! removes it all, even when the test already failed.
+//!
+//! ```no_run
+//! let t = testbed::Berth::new("/usr/local/bin/berth");
+//! let b = t.bundle(&["sh", "-c", "echo hi"]);
+//! let id = t.id("hello");
+//! assert_eq!(t.run(&id, &b, &[]).ok().out(), "hi");
+//! ```
+
+pub mod bundle;
+pub mod busybox;
+pub mod console;
+pub mod leak;
+pub mod runner;
+pub mod sandbox;
+
+pub use bundle::{base_config, build_rootfs, Bundle, MARK_VAR};
+pub use busybox::{applets, ensure_busybox, is_static_elf};
+pub use console::{read_pty, ConsoleSocket};
+pub use leak::{
+    cgroup_dirs, cgroup_mounts, host_mounts, leak_check, leaks, marked_pids, mounts_under,
+    parse_mountinfo, MountInfo,
+};
+pub use runner::{exit_code, pass_fds, wait_within, Berth, Output, COMMAND_TIMEOUT, RUNTIME_VAR};
+pub use sandbox::{unique, Sandbox, CGROUP_PARENT};
+
+pub use libc;
+pub use nix;
+pub use oci_spec;
+pub use serde_json;
+pub use tempfile;
+
+/// Panics unless running as root: real containers need it.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "these tests run real containers and must run as root"
+    );
+}
+
+/// Polls `f` every 20ms until it returns true or `limit` passes.
+pub fn eventually(limit: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if std::time::Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,440 @@
+//! Each command mapped onto the library (OCI runtime spec runtime.md
+//! operations plus runc's `spec`, `list` and `run`), with runc's output
+//! formats.
+
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use berth::{Container, CreateOptions, Runtime, State};
+use serde::Serialize;
+
+use crate::cli::{
+    Cli, Command, CreateArgs, DeleteArgs, KillArgs, ListArgs, ListFormat, RunArgs, SpecArgs,
+};
+use crate::{console, signals};
+
+/// How long a foreground `run` waits for the pty after `create` returned;
+/// the runtime sends it during create, so this only bounds a broken sender.
+const CONSOLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the parsed command; the result is berth's exit status.
+pub fn dispatch(cli: Cli) -> Result<i32> {
+    let root = cli.root.clone().unwrap_or_else(default_root);
+    let rt = Runtime::new(root);
+    let cgroups = || {
+        if cli.systemd_cgroup {
+            bail!("systemd cgroup driver is not supported; use cgroupfs");
+        }
+        Ok(())
+    };
+    match &cli.command {
+        Command::Spec(a) => spec(a)?,
+        Command::Create(a) => {
+            cgroups()?;
+            create(&rt, a)?;
+        }
+        Command::Start { id } => rt.load(id)?.start()?,
+        Command::State { id } => {
+            let state = serde_json::to_string_pretty(&rt.load(id)?.state())?;
+            // runc prints the document without a trailing newline.
+            print_out(&state)?;
+        }
+        Command::Kill(a) => kill(&rt, a)?,
+        Command::Delete(a) => delete(&rt, a)?,
+        Command::List(a) => list(&rt, a)?,
+        Command::Run(a) => {
+            cgroups()?;
+            return run(&rt, a);
+        }
+    }
+    Ok(0)
+}
+
+/// runc's default: the system state root for root, the user's runtime
+/// directory otherwise.
+fn default_root() -> PathBuf {
+    if !nix::unistd::geteuid().is_root() {
+        if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+            return PathBuf::from(dir).join("berth");
+        }
+    }
+    PathBuf::from("/run/berth")
+}
+
+fn print_out(text: &str) -> Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("write to stdout")
+}
+
+fn spec(args: &SpecArgs) -> Result<()> {
+    let dir = args.bundle.as_deref().unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        bail!("bundle directory {} does not exist", dir.display());
+    }
+    let path = dir.join("config.json");
+    let text = spec_json(&berth::spec::example(args.rootless))?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o666)
+        .open(&path)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::AlreadyExists => {
+                anyhow::anyhow!("file {} exists; remove it first", path.display())
+            }
+            _ => anyhow::Error::new(e).context(format!("create {}", path.display())),
+        })?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("write {}", path.display()))
+}
+
+/// The spec as runc writes it: tab-indented, no trailing newline, top-level
+/// keys in runc's order (nested objects come out sorted by key).
+fn spec_json(spec: &impl Serialize) -> Result<String> {
+    const ORDER: [&str; 6] = [
+        "ociVersion",
+        "process",
+        "root",
+        "hostname",
+        "mounts",
+        "linux",
+    ];
+    let serde_json::Value::Object(top) = stable_value(spec)? else {
+        bail!("the spec did not serialize to a JSON object");
+    };
+    let rank = |k: &str| ORDER.iter().position(|o| *o == k).unwrap_or(ORDER.len());
+    let mut keys: Vec<&String> = top.keys().collect();
+    keys.sort_by_key(|k| rank(k));
+    let mut out = String::from("{");
+    for (i, key) in keys.into_iter().enumerate() {
+        let value = pretty(&top[key.as_str()])?.replace('\n', "\n\t");
+        let sep = if i == 0 { "" } else { "," };
+        out.push_str(&format!(
+            "{sep}\n\t{}: {value}",
+            serde_json::Value::from(key.as_str())
+        ));
+    }
+    out.push_str("\n}");
+    Ok(out)
+}
+
+fn pretty(value: &serde_json::Value) -> Result<String> {
+    let mut out = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"\t");
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
+    value.serialize(&mut ser)?;
+    Ok(String::from_utf8(out)?)
+}
+
+/// Capability sets are hash sets in memory; they are written sorted so the
+/// file is the same on every run.
+fn stable_value(spec: &impl Serialize) -> Result<serde_json::Value> {
+    let mut v = serde_json::to_value(spec)?;
+    if let Some(serde_json::Value::Object(caps)) = v.pointer_mut("/process/capabilities") {
+        for set in caps.values_mut() {
+            if let serde_json::Value::Array(items) = set {
+                items.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+            }
+        }
+    }
+    Ok(v)
+}
+
+/// The terminal and console-socket combinations runc refuses: a detached
+/// container with a terminal needs somewhere to send it, and a socket is
+/// only used for a detached container with a terminal.
+fn check_terminal(terminal: bool, detach: bool, console_socket: bool) -> Result<()> {
+    if detach && terminal && !console_socket {
+        bail!("cannot allocate tty if berth will detach without setting console socket");
+    }
+    if (!detach || !terminal) && console_socket {
+        bail!("cannot use console socket if berth will not detach or allocate tty");
+    }
+    Ok(())
+}
+
+/// `process.terminal` of the bundle's config.json. An unreadable config is
+/// reported by the library's create, with the field at fault.
+fn wants_terminal(bundle: &Path) -> bool {
+    std::fs::read(bundle.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.pointer("/process/terminal").and_then(|t| t.as_bool()))
+        .unwrap_or(false)
+}
+
+fn create_options(args: &CreateArgs) -> CreateOptions {
+    let mut opts = CreateOptions::new(&args.bundle);
+    opts.console_socket = args.console_socket.clone();
+    opts.pid_file = args.pid_file.clone();
+    opts.no_pivot = args.no_pivot;
+    opts.no_new_keyring = args.no_new_keyring;
+    opts.preserve_fds = args.preserve_fds;
+    opts
+}
+
+fn create(rt: &Runtime, args: &CreateArgs) -> Result<Container> {
+    check_terminal(
+        wants_terminal(&args.bundle),
+        true,
+        args.console_socket.is_some(),
+    )?;
+    Ok(rt.create(&args.id, &create_options(args))?)
+}
+
+fn kill(rt: &Runtime, args: &KillArgs) -> Result<()> {
+    let container = rt.load(&args.id)?;
+    let signal = berth::parse_signal(&args.signal)?;
+    Ok(container.kill(signal, args.all)?)
+}
+
+fn delete(rt: &Runtime, args: &DeleteArgs) -> Result<()> {
+    match rt.load(&args.id) {
+        Ok(c) => Ok(c.delete(args.force)?),
+        // `delete --force` is how managers make sure a container is gone.
+        Err(berth::Error::NotFound(_)) if args.force => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn list(rt: &Runtime, args: &ListArgs) -> Result<()> {
+    let states: Vec<State> = rt.list()?.iter().map(Container::state).collect();
+    let text = if args.quiet {
+        states.iter().map(|s| format!("{}\n", s.id)).collect()
+    } else {
+        match args.format {
+            ListFormat::Table => table(&states),
+            ListFormat::Json if states.is_empty() => "null\n".to_string(),
+            ListFormat::Json => format!("{}\n", serde_json::to_string(&states)?),
+        }
+    };
+    print_out(&text)
+}
+
+/// runc's table: Go's tabwriter with minimum width 12 and padding 3; the
+/// last column is not padded.
+fn table(states: &[State]) -> String {
+    let mut rows = vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from)];
+    rows.extend(states.iter().map(|s| {
+        [
+            s.id.clone(),
+            s.pid.to_string(),
+            s.status.to_string(),
+            s.bundle.display().to_string(),
+            s.created.clone(),
+            s.owner.clone(),
+        ]
+    }));
+    let mut widths = [0usize; 5];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max((cell.chars().count() + 3).max(12));
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        for (cell, w) in row.iter().zip(widths) {
+            out.push_str(&format!("{cell:<w$}"));
+        }
+        out.push_str(&row[5]);
+        out.push('\n');
+    }
+    out
+}
+
+fn run(rt: &Runtime, args: &RunArgs) -> Result<i32> {
+    let terminal = wants_terminal(&args.create.bundle);
+    check_terminal(terminal, args.detach, args.create.console_socket.is_some())?;
+    if args.detach {
+        let container = rt.create(&args.create.id, &create_options(&args.create))?;
+        if let Err(e) = container.start() {
+            discard(container);
+            return Err(e.into());
+        }
+        return Ok(0);
+    }
+
+    // The init may be reparented to berth (not born its child), and
+    // `wait` needs it as a child either way.
+    berth::process::set_child_subreaper()?;
+    let socket = terminal.then(console::ConsoleSocket::new).transpose()?;
+    let mut opts = create_options(&args.create);
+    opts.console_socket = socket.as_ref().map(|s| s.path().to_path_buf());
+    let container = rt.create(&args.create.id, &opts)?;
+    let status = supervise(rt, &container, socket);
+    if status.is_err() || !args.keep {
+        discard(container);
+    }
+    status
+}
+
+/// Starts the created container and waits for it, with its terminal
+/// relayed and berth's signals passed on.
+fn supervise(
+    rt: &Runtime,
+    container: &Container,
+    socket: Option<console::ConsoleSocket>,
+) -> Result<i32> {
+    let pty = match socket {
+        Some(socket) => Some(socket.receive(CONSOLE_TIMEOUT)?),
+        None => None,
+    };
+    let blocked = signals::block().context("block signals for forwarding")?;
+    let relay = pty.map(console::Relay::start).transpose()?;
+    let master = relay.as_ref().map(console::Relay::master);
+    let (root, id) = (rt.root().to_path_buf(), container.id().to_string());
+    signals::relay(blocked, move |sig| {
+        if sig == libc::SIGWINCH {
+            if let Some(master) = &master {
+                console::resize(master.as_fd());
+            }
+            return;
+        }
+        let sent = Runtime::new(&root)
+            .load(&id)
+            .and_then(|c| c.kill(sig, false));
+        if let Err(e) = sent {
+            tracing::debug!(signal = sig, "forward signal: {e}");
+        }
+    })
+    .context("start signal forwarding")?;
+    container.start()?;
+    let status = container.wait()?;
+    if let Some(relay) = relay {
+        relay.finish();
+    }
+    Ok(status)
+}
+
+/// Removes a container `run` is done with; a failure is logged, not
+/// returned, so the container's own status still reaches the caller.
+fn discard(container: Container) {
+    let id = container.id().to_string();
+    if let Err(e) = container.delete(true) {
+        tracing::error!("delete container {id}: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth::Status;
+
+    #[test]
+    fn terminal_rules_match_runc() {
+        // create and run -d
+        assert!(check_terminal(false, true, false).is_ok());
+        assert!(check_terminal(true, true, true).is_ok());
+        let e = check_terminal(true, true, false).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "cannot allocate tty if berth will detach without setting console socket"
+        );
+        let e = check_terminal(false, true, true).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "cannot use console socket if berth will not detach or allocate tty"
+        );
+        // foreground run
+        assert!(check_terminal(true, false, false).is_ok());
+        assert!(check_terminal(false, false, false).is_ok());
+        assert!(check_terminal(true, false, true).is_err());
+    }
+
+    #[test]
+    fn reads_process_terminal() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!wants_terminal(dir.path()));
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"process":{"terminal":true}}"#,
+        )
+        .unwrap();
+        assert!(wants_terminal(dir.path()));
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"process":{"args":["sh"]}}"#,
+        )
+        .unwrap();
+        assert!(!wants_terminal(dir.path()));
+        std::fs::write(dir.path().join("config.json"), "not json").unwrap();
+        assert!(!wants_terminal(dir.path()));
+    }
+
+    fn state(id: &str, pid: i32, status: Status, bundle: &str) -> State {
+        State {
+            oci_version: "1.0.2-dev".into(),
+            id: id.into(),
+            pid,
+            status,
+            bundle: bundle.into(),
+            rootfs: format!("{bundle}/rootfs").into(),
+            created: "2026-11-22T22:24:19.808421595Z".into(),
+            owner: "root".into(),
+            annotations: Default::default(),
+        }
+    }
+
+    #[test]
+    fn table_matches_runc() {
+        assert_eq!(
+            table(&[]),
+            "ID          PID         STATUS      BUNDLE      CREATED     OWNER\n"
+        );
+        let rows = table(&[
+            state("t1", 3820, Status::Created, "/tmp/rb"),
+            state("a-much-longer-id", 0, Status::Stopped, "/var/lib/bundles/x"),
+        ]);
+        assert_eq!(
+            rows,
+            "ID                 PID         STATUS      BUNDLE               CREATED                          OWNER\n\
+             t1                 3820        created     /tmp/rb              2026-11-22T22:24:19.808421595Z   root\n\
+             a-much-longer-id   0           stopped     /var/lib/bundles/x   2026-11-22T22:24:19.808421595Z   root\n"
+        );
+    }
+
+    #[test]
+    fn spec_is_tab_indented_with_sorted_capabilities() {
+        let text = spec_json(&berth::spec::example(false)).unwrap();
+        assert!(text.starts_with("{\n\t\"ociVersion\": \""), "{text}");
+        assert!(!text.ends_with('\n'));
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            v["process"]["capabilities"]["bounding"],
+            serde_json::json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"])
+        );
+        assert_eq!(v, stable_value(&berth::spec::example(false)).unwrap());
+    }
+
+    #[test]
+    fn spec_refuses_to_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = SpecArgs {
+            bundle: Some(dir.path().to_path_buf()),
+            rootless: false,
+        };
+        spec(&args).unwrap();
+        let first = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
+        let e = spec(&args).unwrap_err().to_string();
+        assert!(e.contains("exists; remove it first"), "{e}");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("config.json")).unwrap(),
+            first
+        );
+        let missing = SpecArgs {
+            bundle: Some(dir.path().join("nope")),
+            rootless: true,
+        };
+        assert!(spec(&missing)
+            .unwrap_err()
+            .to_string()
+            .contains("does not exist"));
+    }
+}

@@ -1,0 +1,71 @@
+//! Shared helpers for the binary's integration tests: a runner bound to
+//! the `berth` binary this package builds, and small readers for what
+//! containers print about themselves.
+#![allow(dead_code, unused_imports)]
+
+use std::path::Path;
+use std::time::Duration;
+
+pub use testbed::serde_json::{self, json, Value};
+pub use testbed::{eventually, Berth, Bundle, Output};
+
+/// A runner for the binary under test (or `$BERTH_TEST_RUNTIME`).
+pub fn berth() -> Berth {
+    Berth::new(env!("CARGO_BIN_EXE_berth"))
+}
+
+/// `["sh", "-c", script]`.
+pub fn sh(script: &str) -> [&str; 3] {
+    ["sh", "-c", script]
+}
+
+/// Runs `script` with `sh -c` in a fresh container from `bundle` in the
+/// foreground, asserts it exited 0 and left nothing behind, and returns
+/// its output.
+#[track_caller]
+pub fn run_sh(t: &Berth, bundle: &mut Bundle, script: &str) -> Output {
+    bundle.args(&sh(script));
+    let id = t.id("sh");
+    let out = t.run(&id, bundle, &[]);
+    out.ok();
+    t.leak_check(&id, bundle);
+    out
+}
+
+/// The value of a `Name:\tvalue` line of a /proc/<pid>/status text.
+#[track_caller]
+pub fn status_field<'a>(status: &'a str, name: &str) -> &'a str {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no {name}: line in\n{status}"))
+}
+
+/// Whether `/proc/<pid>` exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s
+            .rsplit_once(") ")
+            .map(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// Waits up to 10 s for `path` to exist.
+#[track_caller]
+pub fn wait_file(path: &Path) {
+    assert!(
+        eventually(Duration::from_secs(10), || path.exists()),
+        "{} did not appear",
+        path.display()
+    );
+}
+
+/// The namespace link target (`net:[4026531840]`) of /proc/<who>/ns/<ty>.
+pub fn ns_link(who: &str, ty: &str) -> String {
+    std::fs::read_link(format!("/proc/{who}/ns/{ty}"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|e| panic!("readlink /proc/{who}/ns/{ty}: {e}"))
+}
