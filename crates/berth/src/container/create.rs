@@ -62,13 +62,15 @@ impl Undo {
     }
 }
 
+/// `p` made absolute against the working directory, `.` components dropped.
 fn absolute(p: &Path) -> Result<PathBuf> {
-    if p.is_absolute() {
-        Ok(p.to_path_buf())
+    let p = if p.is_absolute() {
+        p.to_path_buf()
     } else {
         let cwd = std::env::current_dir().map_err(|e| Error::io("getcwd", ".", e))?;
-        Ok(cwd.join(p))
-    }
+        cwd.join(p)
+    };
+    Ok(p.components().collect())
 }
 
 pub(super) fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<Container> {

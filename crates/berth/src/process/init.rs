@@ -61,6 +61,9 @@ fn stage1_inner(plan: &Plan, fds: ChildFds, hook_buf: &mut [u8]) -> Result<(), F
     if ns.new_user {
         nix::unistd::setresgid(0.into(), 0.into(), 0.into()).at(l.root)?;
         nix::unistd::setresuid(0.into(), 0.into(), 0.into()).at(l.root)?;
+        // Changing credentials made us non-dumpable, which hands our
+        // /proc/self files to the host's root, unmapped here.
+        sys::prctl(libc::PR_SET_DUMPABLE, 1, 0).at(l.root)?;
     }
     if ns.new_flags != 0 {
         sys::unshare(ns.new_flags).at(l.unshare)?;

@@ -23,7 +23,11 @@ pub fn parse(text: &[u8]) -> Result<Spec> {
     let de = &mut serde_json::Deserializer::from_slice(text);
     let spec: Spec = serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
-        let field = if field == "." { "(document)".to_string() } else { field };
+        let field = if field == "." || field == "?" {
+            "(document)".to_string()
+        } else {
+            field
+        };
         Error::spec(field, e.into_inner().to_string())
     })?;
     validate(&spec)?;
