@@ -83,7 +83,10 @@ fn pids_limit_is_enforced() {
         &mut b,
         "sh -c 'for i in 1 2 3; do sleep 100 & done; wait' 2>&1; echo rc=$?",
     );
-    assert_eq!(o.lines(), ["sh: can't fork: Resource temporarily unavailable", "rc=2"]);
+    assert_eq!(
+        o.lines(),
+        ["sh: can't fork: Resource temporarily unavailable", "rc=2"]
+    );
 }
 
 #[test]
@@ -104,8 +107,13 @@ fn cgroup_filesystem_mount_shows_the_containers_cgroups() {
          (echo 5 > /sys/fs/cgroup/pids/pids.max) 2>&1; true",
     );
     let lines = o.lines();
-    for ctrl in ["cpu", "cpuacct", "cpuset", "devices", "freezer", "memory", "pids"] {
-        assert!(lines.contains(&ctrl), "{ctrl} missing from /sys/fs/cgroup:\n{o}");
+    for ctrl in [
+        "cpu", "cpuacct", "cpuset", "devices", "freezer", "memory", "pids",
+    ] {
+        assert!(
+            lines.contains(&ctrl),
+            "{ctrl} missing from /sys/fs/cgroup:\n{o}"
+        );
     }
     let n = lines.len();
     assert_eq!(lines[n - 2], "77");

@@ -19,8 +19,12 @@ fn console_socket_receives_the_pty_master() {
     b.set("/process/terminal", json!(true))
         .set("/process/consoleSize", json!({"height": 33, "width": 101}));
     let id = t.id("console");
-    t.create(&id, &b, &["--console-socket", sock.path().to_str().unwrap()])
-        .ok();
+    t.create(
+        &id,
+        &b,
+        &["--console-socket", sock.path().to_str().unwrap()],
+    )
+    .ok();
     let master = sock.recv_master(Duration::from_secs(10)).unwrap();
     t.start(&id).ok();
     let out = read_pty(&master, Duration::from_secs(10));
@@ -46,8 +50,12 @@ fn input_written_to_the_master_reaches_the_container() {
     let mut b = t.bundle(&sh("stty -echo; read line; echo \"got:$line\""));
     b.set("/process/terminal", json!(true));
     let id = t.id("console-in");
-    t.create(&id, &b, &["--console-socket", sock.path().to_str().unwrap()])
-        .ok();
+    t.create(
+        &id,
+        &b,
+        &["--console-socket", sock.path().to_str().unwrap()],
+    )
+    .ok();
     let master = sock.recv_master(Duration::from_secs(10)).unwrap();
     t.start(&id).ok();
     // Wait for the prompt-less read, then type a line.

@@ -10,7 +10,9 @@ fn dbg() {
             b.set(k, val.clone());
         }
     }
-    if std::env::var("DBG_TIME").is_ok() { b.namespace("time", None); }
+    if std::env::var("DBG_TIME").is_ok() {
+        b.namespace("time", None);
+    }
     b.args(&sh(&std::env::var("DBG").unwrap()));
     let id = t.id("dbg");
     let o = t.run(&id, &b, &[]);

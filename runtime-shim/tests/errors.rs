@@ -33,7 +33,9 @@ fn broken_json() {
     let mut b = t.bundle(&["true"]);
     b.set_raw_config("{\"ociVersion\": \"1.0.2\", \"process\": ");
     create_fails(&t, &b, &[], &["config.json"]);
-    b.set_raw_config("{\"ociVersion\": \"1.0.2\", \"process\": {\"args\": 7}, \"root\": {\"path\": \"rootfs\"}}");
+    b.set_raw_config(
+        "{\"ociVersion\": \"1.0.2\", \"process\": {\"args\": 7}, \"root\": {\"path\": \"rootfs\"}}",
+    );
     create_fails(&t, &b, &[], &["config.json", "process.args"]);
 }
 
@@ -43,7 +45,10 @@ fn missing_config_json() {
     let b = t.bundle(&["true"]);
     let id = t.id("noconfig");
     fs::remove_file(b.config_path()).unwrap();
-    let o = t.cmd_for(&id, &["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    let o = t.cmd_for(
+        &id,
+        &["create", "--bundle", b.path().to_str().unwrap(), &id],
+    );
     o.fails().stderr_has(&["config.json"]);
     t.leak_check(&id, &b);
 }
@@ -87,7 +92,12 @@ fn nonexistent_namespace_path() {
     let mut b = t.bundle(&["true"]);
     let missing = t.dir().join("no-such-netns");
     b.namespace("network", Some(missing.to_str().unwrap()));
-    create_fails(&t, &b, &[missing.to_str().unwrap()], &["linux.namespaces[4].path"]);
+    create_fails(
+        &t,
+        &b,
+        &[missing.to_str().unwrap()],
+        &["linux.namespaces[4].path"],
+    );
 }
 
 #[test]
@@ -164,7 +174,10 @@ fn relative_cwd_and_empty_args() {
 fn unknown_rlimit() {
     let t = berth();
     let mut b = t.bundle(&["true"]);
-    b.push("/process/rlimits", json!({"type": "RLIMIT_NOPE", "soft": 1, "hard": 1}));
+    b.push(
+        "/process/rlimits",
+        json!({"type": "RLIMIT_NOPE", "soft": 1, "hard": 1}),
+    );
     create_fails(&t, &b, &["RLIMIT_NOPE"], &["process.rlimits[1].type"]);
 }
 

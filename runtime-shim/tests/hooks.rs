@@ -57,13 +57,22 @@ fn hooks_run_in_order_at_their_lifecycle_points() {
 
     t.create(&id, &b, &[]).ok();
     // (runc 1.1 runs poststart during create; the spec puts it after start.)
-    assert_eq!(log_of(&log), ["prestart", "createRuntime", "createContainer"]);
+    assert_eq!(
+        log_of(&log),
+        ["prestart", "createRuntime", "createContainer"]
+    );
     let pid = t.pid(&id);
 
     t.start(&id).ok();
     assert_eq!(
         log_of(&log),
-        ["prestart", "createRuntime", "createContainer", "startContainer", "poststart"]
+        [
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "startContainer",
+            "poststart"
+        ]
     );
 
     t.kill(&id, "KILL").ok();
@@ -83,7 +92,12 @@ fn hooks_run_in_order_at_their_lifecycle_points() {
             assert_eq!(st["pid"], pid, "{kind}: {st}");
         }
     }
-    let status = |k: &str| state_of(&log, k)["status"].as_str().unwrap_or("").to_string();
+    let status = |k: &str| {
+        state_of(&log, k)["status"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
     assert_eq!(status("prestart"), "creating");
     assert_eq!(status("createRuntime"), "creating");
     assert_eq!(status("createContainer"), "creating");
@@ -138,13 +152,26 @@ fn hook_args_and_env() {
 fn hook_timeout_fails_create() {
     let t = berth();
     let mut b = t.bundle(&["true"]);
-    b.hook("createRuntime", "/bin/sleep", &["sleep", "30"], &[], Some(1));
+    b.hook(
+        "createRuntime",
+        "/bin/sleep",
+        &["sleep", "30"],
+        &[],
+        Some(1),
+    );
     let id = t.id("hooktimeout");
     let started = Instant::now();
     let o = t.create(&id, &b, &[]);
     o.fails();
-    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
-    assert!(o.stderr.contains("time"), "the message should say the hook timed out:\n{o}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        o.stderr.contains("time"),
+        "the message should say the hook timed out:\n{o}"
+    );
     if t.is_berth() {
         o.stderr_has(&["createRuntime", "/bin/sleep"]);
     }
@@ -156,7 +183,13 @@ fn failing_create_hooks_fail_create_and_leave_nothing() {
     let t = berth();
     for kind in ["prestart", "createRuntime", "createContainer"] {
         let mut b = t.bundle(&["true"]);
-        b.hook(kind, "/bin/sh", &["sh", "-c", "echo hook-said-no >&2; exit 3"], &[], None);
+        b.hook(
+            kind,
+            "/bin/sh",
+            &["sh", "-c", "echo hook-said-no >&2; exit 3"],
+            &[],
+            None,
+        );
         let id = t.id("hookfail");
         let o = t.create(&id, &b, &[]);
         o.fails();

@@ -55,7 +55,10 @@ fn state_reports_the_spec_fields() {
     assert_eq!(st["status"], "created");
     assert!(st["pid"].as_i64().unwrap() > 0);
     assert_eq!(st["bundle"], b.path().to_str().unwrap());
-    assert_eq!(st["annotations"], json!({"org.berth.test/a": "1", "b": "two"}));
+    assert_eq!(
+        st["annotations"],
+        json!({"org.berth.test/a": "1", "b": "two"})
+    );
     let created = st["created"].as_str().expect("created is a string");
     assert!(
         created.len() >= 20 && created.as_bytes()[10] == b'T' && created.ends_with('Z'),
@@ -191,7 +194,10 @@ fn kill_by_name_and_number() {
         t.create(&id, &b, &[]).ok();
         t.start(&id).ok();
         t.kill(&id, sig).ok();
-        assert!(t.wait_status(&id, "stopped", Duration::from_secs(10)), "{sig}");
+        assert!(
+            t.wait_status(&id, "stopped", Duration::from_secs(10)),
+            "{sig}"
+        );
         t.delete(&id, false).ok();
         t.leak_check(&id, &b);
     }
@@ -215,9 +221,7 @@ fn kill_all_reaches_every_process_of_the_container() {
     let marks = t.host_dir("marks");
     // Without a pid namespace, killing the init would not take the
     // others with it: only --all does.
-    let mut b = t.bundle(&sh(
-        "sleep 1000 & sleep 1000 & echo > /marks/ready; wait",
-    ));
+    let mut b = t.bundle(&sh("sleep 1000 & sleep 1000 & echo > /marks/ready; wait"));
     b.remove_namespace("pid").bind(&marks, "/marks", &[]);
     let id = t.id("all");
     t.create(&id, &b, &[]).ok();
@@ -261,7 +265,10 @@ fn list_formats() {
     table.ok();
     let lines = table.lines();
     let header: Vec<&str> = lines[0].split_whitespace().collect();
-    assert_eq!(header, ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]);
+    assert_eq!(
+        header,
+        ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
+    );
     assert_eq!(lines.len(), 3, "{table}");
     let row_a: Vec<&str> = lines[1].split_whitespace().collect();
     assert_eq!(row_a[0], a);
@@ -363,9 +370,13 @@ fn pid_file_holds_the_init_pid() {
     let b = t.bundle(&["sleep", "1000"]);
     let id = t.id("pidfile");
     let pf = t.dir().join("init.pid");
-    t.create(&id, &b, &["--pid-file", pf.to_str().unwrap()]).ok();
+    t.create(&id, &b, &["--pid-file", pf.to_str().unwrap()])
+        .ok();
     let text = fs::read_to_string(&pf).unwrap();
-    let pid: i32 = text.trim().parse().unwrap_or_else(|_| panic!("pid file {text:?}"));
+    let pid: i32 = text
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("pid file {text:?}"));
     assert_eq!(pid, t.pid(&id));
     assert!(alive(pid));
 
@@ -374,11 +385,22 @@ fn pid_file_holds_the_init_pid() {
     // A relative --pid-file is relative to the caller's working directory.
     let mut c = t.command(
         Some(&id2),
-        &["create", "--bundle", b2.path().to_str().unwrap(), "--pid-file", "rel.pid", &id2],
+        &[
+            "create",
+            "--bundle",
+            b2.path().to_str().unwrap(),
+            "--pid-file",
+            "rel.pid",
+            &id2,
+        ],
     );
     c.current_dir(t.dir());
     t.output(&mut c).ok();
-    let rel: i32 = fs::read_to_string(t.dir().join("rel.pid")).unwrap().trim().parse().unwrap();
+    let rel: i32 = fs::read_to_string(t.dir().join("rel.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert_eq!(rel, t.pid(&id2));
 
     t.delete(&id, true).ok();

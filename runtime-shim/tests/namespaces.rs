@@ -65,7 +65,11 @@ fn namespaces_not_asked_for_are_the_hosts() {
 fn pid_namespace_makes_the_program_pid_1() {
     let t = berth();
     let mut b = t.bundle(&["true"]);
-    let o = run_sh(&t, &mut b, "echo $$; cat /proc/1/cmdline | tr '\\0' ' '; echo; ls /proc | grep -c '^[0-9]'");
+    let o = run_sh(
+        &t,
+        &mut b,
+        "echo $$; cat /proc/1/cmdline | tr '\\0' ' '; echo; ls /proc | grep -c '^[0-9]'",
+    );
     let lines = o.lines();
     assert_eq!(lines[0], "1");
     assert!(lines[1].starts_with("sh -c "), "{o}");
@@ -136,15 +140,24 @@ fn user_namespace_with_mappings() {
     t.start(&id).ok();
     wait_file(&marks.join("ready"));
     let maps = std::fs::read_to_string(marks.join("maps")).unwrap();
-    let lines: Vec<Vec<&str>> = maps.lines().map(|l| l.split_whitespace().collect()).collect();
+    let lines: Vec<Vec<&str>> = maps
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     assert_eq!(lines[0], ["0", "100000", "65536"], "{maps}");
     assert_eq!(lines[1], ["0", "200000", "65536"], "{maps}");
     assert_eq!(lines[2], ["0"], "{maps}");
     assert_ne!(lines[3][0], ns_link("self", "user"));
     // Seen from the host, the container's root is the mapped uid.
     let status = std::fs::read_to_string(format!("/proc/{}/status", t.pid(&id))).unwrap();
-    assert_eq!(status_field(&status, "Uid"), "100000\t100000\t100000\t100000");
-    assert_eq!(status_field(&status, "Gid"), "200000\t200000\t200000\t200000");
+    assert_eq!(
+        status_field(&status, "Uid"),
+        "100000\t100000\t100000\t100000"
+    );
+    assert_eq!(
+        status_field(&status, "Gid"),
+        "200000\t200000\t200000\t200000"
+    );
     t.delete(&id, true).ok();
     t.leak_check(&id, &b);
 }
@@ -160,12 +173,30 @@ fn time_namespace_offsets() {
             "boottime": {"secs": 172800, "nanosecs": 500},
         }),
     );
-    let host_uptime: f64 = std::fs::read_to_string("/proc/uptime").unwrap()
-        .split_whitespace().next().unwrap().parse().unwrap();
-    let o = run_sh(&t, &mut b, "cat /proc/self/timens_offsets; cut -d' ' -f1 /proc/uptime; readlink /proc/self/ns/time");
+    let host_uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let o = run_sh(
+        &t,
+        &mut b,
+        "cat /proc/self/timens_offsets; cut -d' ' -f1 /proc/uptime; readlink /proc/self/ns/time",
+    );
     let lines = o.lines();
-    let offsets: Vec<Vec<&str>> = lines[..2].iter().map(|l| l.split_whitespace().collect()).collect();
-    assert_eq!(offsets, [vec!["monotonic", "86400", "0"], vec!["boottime", "172800", "500"]]);
+    let offsets: Vec<Vec<&str>> = lines[..2]
+        .iter()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        offsets,
+        [
+            vec!["monotonic", "86400", "0"],
+            vec!["boottime", "172800", "500"]
+        ]
+    );
     let uptime: f64 = lines[2].parse().unwrap();
     assert!(
         uptime >= host_uptime + 172800.0 && uptime < host_uptime + 172800.0 + 60.0,
@@ -198,7 +229,11 @@ fn joining_another_containers_namespaces() {
     assert_eq!(lines[0], ns_link(&pa, "net"));
     assert_eq!(lines[1], ns_link(&pa, "ipc"));
     assert_eq!(lines[2], ns_link(&pa, "uts"));
-    assert_ne!(lines[3], ns_link(&pa, "pid"), "pid was not asked to be joined");
+    assert_ne!(
+        lines[3],
+        ns_link(&pa, "pid"),
+        "pid was not asked to be joined"
+    );
     // The other container keeps running and its hostname is unchanged.
     assert_eq!(t.status(&ida), "running");
     t.delete(&ida, true).ok();
@@ -209,7 +244,10 @@ fn joining_another_containers_namespaces() {
 fn joining_a_named_network_namespace() {
     let t = berth();
     let name = format!("berth-{}", t.tag());
-    let add = Command::new("ip").args(["netns", "add", &name]).status().unwrap();
+    let add = Command::new("ip")
+        .args(["netns", "add", &name])
+        .status()
+        .unwrap();
     assert!(add.success(), "ip netns add {name}");
     let del = name.clone();
     t.on_drop(move || {
@@ -219,7 +257,11 @@ fn joining_a_named_network_namespace() {
     let ino = std::fs::metadata(&path).unwrap().ino();
     let mut b = t.bundle(&["true"]);
     b.namespace("network", Some(&path));
-    let o = run_sh(&t, &mut b, "readlink /proc/self/ns/net; ip -o link show | wc -l");
+    let o = run_sh(
+        &t,
+        &mut b,
+        "readlink /proc/self/ns/net; ip -o link show | wc -l",
+    );
     let lines = o.lines();
     assert_eq!(lines[0], format!("net:[{ino}]"));
     // A fresh namespace from `ip netns add` has only the loopback device.

@@ -42,7 +42,10 @@ fn args_env_and_cwd() {
         "FOO=bar  baz",
         mark.as_str(),
     ] {
-        assert!(env.contains(&want), "{want} missing from the init environment {env:?}\n{o}");
+        assert!(
+            env.contains(&want),
+            "{want} missing from the init environment {env:?}\n{o}"
+        );
     }
     // Runtimes add HOME from /etc/passwd when the config lacks it; nothing
     // else may leak in from the runtime's own environment.
@@ -119,7 +122,10 @@ fn rlimits() {
     assert_eq!(limit(l, "Max open files"), ("1000".into(), "2000".into()));
     assert_eq!(limit(l, "Max core file size"), ("0".into(), "4096".into()));
     assert_eq!(limit(l, "Max processes"), ("500".into(), "600".into()));
-    assert_eq!(limit(l, "Max stack size"), ("4194304".into(), "8388608".into()));
+    assert_eq!(
+        limit(l, "Max stack size"),
+        ("4194304".into(), "8388608".into())
+    );
 }
 
 #[test]
@@ -129,7 +135,11 @@ fn no_new_privileges() {
         let mut b = t.bundle(&["true"]);
         b.set("/process/noNewPrivileges", json!(nnp));
         let o = run_sh(&t, &mut b, "cat /proc/self/status");
-        assert_eq!(status_field(&o.stdout, "NoNewPrivs"), want, "noNewPrivileges {nnp}");
+        assert_eq!(
+            status_field(&o.stdout, "NoNewPrivs"),
+            want,
+            "noNewPrivileges {nnp}"
+        );
     }
 }
 
@@ -250,7 +260,9 @@ fn preserve_fds_passes_extra_descriptors() {
 fn listen_fds_are_passed_with_the_socket_activation_variables() {
     let t = berth();
     let mut b = t.bundle(&["true"]);
-    b.args(&sh("echo \"$LISTEN_FDS $LISTEN_PID\"; echo hi >&3; ls /proc/self/fd"));
+    b.args(&sh(
+        "echo \"$LISTEN_FDS $LISTEN_PID\"; echo hi >&3; ls /proc/self/fd",
+    ));
     b.write().unwrap();
     let id = t.id("listen");
     let (mut r, w) = pipe();
@@ -325,13 +337,20 @@ fn runtime_binary_is_not_reachable_through_proc_exe() {
     wait_file(&marks.join("done"));
     let exes = fs::read_to_string(marks.join("exe")).unwrap();
     for exe in exes.lines() {
-        assert_eq!(exe, "/bin/busybox", "a container process runs {exe}:\n{exes}");
+        assert_eq!(
+            exe, "/bin/busybox",
+            "a container process runs {exe}:\n{exes}"
+        );
     }
     // From the host, no process of the container runs the runtime binary.
     let pid = t.pid(&id);
     let host_exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap();
     assert_ne!(host_exe, fs::canonicalize(t.bin()).unwrap());
     t.delete(&id, true).ok();
-    assert_eq!(fs::read(t.bin()).unwrap(), before, "the runtime binary changed");
+    assert_eq!(
+        fs::read(t.bin()).unwrap(),
+        before,
+        "the runtime binary changed"
+    );
     t.leak_check(&id, &b);
 }

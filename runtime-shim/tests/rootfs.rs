@@ -48,7 +48,12 @@ fn mount_flags_show_in_mountinfo() {
     let t = berth();
     let mut b = t.bundle(&["true"]);
     b.mount("tmpfs", "tmpfs", "/m/ro", &["ro"])
-        .mount("tmpfs", "tmpfs", "/m/flags", &["nosuid", "nodev", "noexec", "noatime"])
+        .mount(
+            "tmpfs",
+            "tmpfs",
+            "/m/flags",
+            &["nosuid", "nodev", "noexec", "noatime"],
+        )
         .mount("tmpfs", "tmpfs", "/m/relatime", &["relatime"])
         .mount("tmpfs", "tmpfs", "/m/strict", &["strictatime", "rw"]);
     let o = run_sh(&t, &mut b, "cat /proc/self/mountinfo");
@@ -168,7 +173,10 @@ fn masked_paths() {
          ls -A /sys/firmware | wc -l; touch /secretdir/y 2>/dev/null || echo refused",
     );
     assert_eq!(o.lines(), ["0", "0", "0", "0", "refused"]);
-    assert_eq!(fs::read_to_string(b.rootfs().join("etc/secret")).unwrap(), "s3cret");
+    assert_eq!(
+        fs::read_to_string(b.rootfs().join("etc/secret")).unwrap(),
+        "s3cret"
+    );
 }
 
 #[test]
@@ -210,8 +218,14 @@ fn sysctls() {
         "cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shm_rmid_forced",
     );
     assert_eq!(o.lines(), ["1", "1"]);
-    assert_eq!(fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(), host_fwd);
-    assert_eq!(fs::read_to_string("/proc/sys/kernel/shm_rmid_forced").unwrap(), host_shm);
+    assert_eq!(
+        fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
+        host_fwd
+    );
+    assert_eq!(
+        fs::read_to_string("/proc/sys/kernel/shm_rmid_forced").unwrap(),
+        host_shm
+    );
 }
 
 #[test]
@@ -380,7 +394,10 @@ fn symlinked_mount_destinations_stay_inside_the_rootfs() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(entries, ["sentinel"]);
-    assert_eq!(fs::read_to_string(outside.join("sentinel")).unwrap(), "keep");
+    assert_eq!(
+        fs::read_to_string(outside.join("sentinel")).unwrap(),
+        "keep"
+    );
     assert!(testbed::mounts_under(&outside).is_empty());
     assert!(rootfs.join(inner.trim_start_matches('/')).is_dir());
     let _ = (Path::new("/"), Duration::ZERO);

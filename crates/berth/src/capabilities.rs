@@ -30,11 +30,7 @@ pub fn last_cap() -> u8 {
 
 fn mask(set: &Option<Capabilities>, field: &str, last: u8) -> Result<u64> {
     let mut m = 0u64;
-    let mut names: Vec<String> = set
-        .iter()
-        .flatten()
-        .map(|c| format!("CAP_{c}"))
-        .collect();
+    let mut names: Vec<String> = set.iter().flatten().map(|c| format!("CAP_{c}")).collect();
     names.sort();
     for name in names {
         let cap: caps::Capability = name

@@ -180,7 +180,10 @@ impl ChildHook {
         let cs = |s: &str, field: &str| {
             CString::new(s).map_err(|_| Error::spec(field.to_string(), "contains a NUL byte"))
         };
-        let path = cs(&hook.path().display().to_string(), "hooks.startContainer.path")?;
+        let path = cs(
+            &hook.path().display().to_string(),
+            "hooks.startContainer.path",
+        )?;
         let args = hook.args().clone().unwrap_or_default();
         let argv = if args.is_empty() {
             CStrArray::new(&[hook.path().display().to_string()])?

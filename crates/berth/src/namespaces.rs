@@ -74,7 +74,10 @@ impl NamespacePlan {
 
     /// The descriptor of a joined namespace, if `t` is joined.
     pub fn joined_fd(&self, t: LinuxNamespaceType) -> Option<RawFd> {
-        self.join.iter().find(|j| j.typ == t).map(|j| j.fd.as_raw_fd())
+        self.join
+            .iter()
+            .find(|j| j.typ == t)
+            .map(|j| j.fd.as_raw_fd())
     }
 }
 
@@ -161,7 +164,10 @@ pub fn write_id_maps(pid: i32, plan: &NamespacePlan) -> Result<()> {
         std::fs::write(&path, map.as_bytes()).map_err(|e| {
             Error::spec(
                 field,
-                format!("the kernel refused the mapping {:?} ({path}): {e}", map.trim_end()),
+                format!(
+                    "the kernel refused the mapping {:?} ({path}): {e}",
+                    map.trim_end()
+                ),
             )
         })?;
     }
@@ -170,7 +176,10 @@ pub fn write_id_maps(pid: i32, plan: &NamespacePlan) -> Result<()> {
 
 /// Opens the namespaces of a running process, for joining them (exec,
 /// hooks run in the container's namespaces).
-pub fn open_of_pid(pid: i32, types: &[LinuxNamespaceType]) -> Result<Vec<(LinuxNamespaceType, OwnedFd)>> {
+pub fn open_of_pid(
+    pid: i32,
+    types: &[LinuxNamespaceType],
+) -> Result<Vec<(LinuxNamespaceType, OwnedFd)>> {
     let mut out = Vec::new();
     for &t in JOIN_ORDER.iter().filter(|t| types.contains(t)) {
         let path = format!("/proc/{pid}/ns/{t}");
@@ -201,13 +210,19 @@ mod tests {
         })
         .unwrap();
         assert!(p.new_user);
-        assert_eq!(p.new_flags, libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWTIME);
+        assert_eq!(
+            p.new_flags,
+            libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWTIME
+        );
         assert_eq!(p.join.len(), 1);
         assert_eq!(p.join[0].typ, LinuxNamespaceType::Network);
         assert!(labels[0].contains("linux.namespaces[1].path"));
         assert_eq!(p.uid_map, "0 1000 10\n");
         assert_eq!(p.gid_map, "0 2000 1\n");
-        assert_eq!(p.time_offsets.unwrap().to_str().unwrap(), "monotonic 86400 5\n");
+        assert_eq!(
+            p.time_offsets.unwrap().to_str().unwrap(),
+            "monotonic 86400 5\n"
+        );
     }
 
     #[test]

@@ -204,15 +204,7 @@ pub(crate) fn mount(
 ) -> SysResult<()> {
     let p = |s: Option<&CStr>| s.map_or(std::ptr::null(), |s| s.as_ptr());
     // SAFETY: every pointer is either null or a NUL-terminated string.
-    let ret = unsafe {
-        libc::mount(
-            p(source),
-            target.as_ptr(),
-            p(fstype),
-            flags,
-            p(data).cast(),
-        )
-    };
+    let ret = unsafe { libc::mount(p(source), target.as_ptr(), p(fstype), flags, p(data).cast()) };
     check_int(ret).map(drop)
 }
 
@@ -322,7 +314,11 @@ pub(crate) fn capset(sets: &CapSets) -> SysResult<()> {
 }
 
 /// prctl(2) with integer arguments.
-pub(crate) fn prctl(option: libc::c_int, arg2: libc::c_ulong, arg3: libc::c_ulong) -> SysResult<()> {
+pub(crate) fn prctl(
+    option: libc::c_int,
+    arg2: libc::c_ulong,
+    arg3: libc::c_ulong,
+) -> SysResult<()> {
     // SAFETY: the options used here take only integer arguments.
     let ret = unsafe { libc::prctl(option, arg2, arg3, 0 as libc::c_ulong, 0 as libc::c_ulong) };
     check_int(ret).map(drop)
@@ -332,7 +328,8 @@ pub(crate) fn prctl(option: libc::c_int, arg2: libc::c_ulong, arg3: libc::c_ulon
 pub(crate) fn join_session_keyring(name: &CStr) -> SysResult<()> {
     const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
     // SAFETY: `name` is NUL-terminated.
-    let ret = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    let ret =
+        unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
     check(ret).map(drop)
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use berth::{parse_signal, CreateOptions, Error, Runtime, Status};
 use serde_json::json;
-use testbed::{eventually, Bundle, Sandbox};
+use testbed::{eventually, Bundle, Sandbox, Watchdog};
 
 /// Makes this test process the reaper of the containers' inits, so
 /// `Container::wait` works whoever forked them.
@@ -19,12 +19,17 @@ fn subreaper() {
     ONCE.call_once(|| berth::process::set_child_subreaper().expect("PR_SET_CHILD_SUBREAPER"));
 }
 
-fn setup() -> (Sandbox, Runtime) {
+/// A sandbox, a runtime on its root, and a watchdog that fails the test
+/// instead of letting a deadlock hang the run. Bind all three (the
+/// watchdog drops first).
+fn setup() -> (Sandbox, Runtime, Watchdog) {
     testbed::require_root();
+    testbed::mark_process();
     subreaper();
     let sb = Sandbox::new();
     let rt = Runtime::new(sb.root());
-    (sb, rt)
+    let w = sb.watchdog(Duration::from_secs(150));
+    (sb, rt, w)
 }
 
 fn wait_file(p: &Path) {
@@ -37,7 +42,7 @@ fn wait_file(p: &Path) {
 
 #[test]
 fn create_start_state_kill_wait_delete() {
-    let (sb, rt) = setup();
+    let (sb, rt, _w) = setup();
     let marks = sb.host_dir("marks");
     let mut b = sb.bundle(&["sh", "-c", "echo > /marks/started; exec sleep 1000"]);
     b.bind(&marks, "/marks", &[])
@@ -52,7 +57,10 @@ fn create_start_state_kill_wait_delete() {
     let pid = c.pid().expect("a created container has a pid");
     assert!(pid > 1);
     thread::sleep(Duration::from_millis(200));
-    assert!(!marks.join("started").exists(), "the program ran before start");
+    assert!(
+        !marks.join("started").exists(),
+        "the program ran before start"
+    );
 
     let st = c.state();
     assert!(st.oci_version.starts_with("1."), "{}", st.oci_version);
@@ -62,7 +70,10 @@ fn create_start_state_kill_wait_delete() {
     assert_eq!(st.bundle, b.path());
     assert_eq!(st.rootfs, b.rootfs());
     assert_eq!(st.owner, "root");
-    assert_eq!(st.annotations.get("org.berth.test").map(String::as_str), Some("yes"));
+    assert_eq!(
+        st.annotations.get("org.berth.test").map(String::as_str),
+        Some("yes")
+    );
     let js = serde_json::to_value(&st).unwrap();
     assert_eq!(js["status"], "created");
     assert_eq!(js["ociVersion"], st.oci_version.as_str());
@@ -93,7 +104,7 @@ fn create_start_state_kill_wait_delete() {
 
 #[test]
 fn wait_returns_the_exit_code() {
-    let (sb, rt) = setup();
+    let (sb, rt, _w) = setup();
     let b = sb.bundle(&["sh", "-c", "exit 7"]);
     let id = sb.id("exit7");
     let c = rt.create(&id, &CreateOptions::new(b.path())).unwrap();
@@ -106,7 +117,7 @@ fn wait_returns_the_exit_code() {
 
 #[test]
 fn lifecycle_errors() {
-    let (sb, rt) = setup();
+    let (sb, rt, _w) = setup();
     let b = sb.bundle(&["sleep", "1000"]);
     let id = sb.id("errs");
     let c = rt.create(&id, &CreateOptions::new(b.path())).unwrap();
@@ -123,12 +134,17 @@ fn lifecycle_errors() {
             Ok(_) => panic!("id {bad:?} was accepted"),
         }
     }
-    assert!(matches!(rt.load("no-such-container"), Err(Error::NotFound(_))));
+    assert!(matches!(
+        rt.load("no-such-container"),
+        Err(Error::NotFound(_))
+    ));
     let msg = rt.load("no-such-container").err().unwrap().to_string();
     assert!(msg.contains("no-such-container"), "{msg}");
 
     let held = rt.load(&id).unwrap();
-    let err = held.delete(false).expect_err("delete of a created container without force");
+    let err = held
+        .delete(false)
+        .expect_err("delete of a created container without force");
     assert!(err.to_string().contains(&id), "{err}");
     c.start().unwrap();
     let err = c.start().expect_err("second start");
@@ -140,7 +156,7 @@ fn lifecycle_errors() {
 
 #[test]
 fn config_errors_name_the_field() {
-    let (sb, rt) = setup();
+    let (sb, rt, _w) = setup();
     let mut b = sb.bundle(&["true"]);
     b.push("/linux/namespaces", json!({"type": "foo"}));
     b.write().unwrap();
@@ -168,14 +184,17 @@ fn config_errors_name_the_field() {
 
 #[test]
 fn relative_bundle_and_pid_file() {
-    let (sb, rt) = setup();
+    let (sb, rt, _w) = setup();
     let b = sb.bundle(&["sleep", "1000"]);
     let id = sb.id("pidfile");
     let pid_file = sb.dir().join("c.pid");
     // The same bundle, reached from the working directory by `..`s.
     let cwd = std::env::current_dir().unwrap();
     let up = "../".repeat(cwd.components().count() - 1);
-    let rel = PathBuf::from(format!("{up}{}", b.path().to_str().unwrap().trim_start_matches('/')));
+    let rel = PathBuf::from(format!(
+        "{up}{}",
+        b.path().to_str().unwrap().trim_start_matches('/')
+    ));
     assert!(rel.is_relative() && rel.join("config.json").exists());
     let mut opts = CreateOptions::new(&rel);
     opts.pid_file = Some(pid_file.clone());
@@ -190,14 +209,19 @@ fn relative_bundle_and_pid_file() {
 
 #[test]
 fn list_is_sorted_by_id() {
-    let (sb, rt) = setup();
+    let (sb, rt, _w) = setup();
     assert!(rt.list().unwrap().is_empty());
     let b = sb.bundle(&["sleep", "1000"]);
     let ids = [sb.id("zz"), sb.id("aa"), sb.id("mm")];
     for id in &ids {
         rt.create(id, &CreateOptions::new(b.path())).unwrap();
     }
-    let listed: Vec<String> = rt.list().unwrap().iter().map(|c| c.id().to_string()).collect();
+    let listed: Vec<String> = rt
+        .list()
+        .unwrap()
+        .iter()
+        .map(|c| c.id().to_string())
+        .collect();
     let mut want = ids.to_vec();
     want.sort();
     assert_eq!(listed, want);
@@ -213,9 +237,13 @@ fn list_is_sorted_by_id() {
 
 #[test]
 fn kill_all_without_a_pid_namespace() {
-    let (sb, rt) = setup();
+    let (sb, rt, _w) = setup();
     let marks = sb.host_dir("marks");
-    let mut b = sb.bundle(&["sh", "-c", "sleep 1000 & sleep 1000 & echo > /marks/ready; wait"]);
+    let mut b = sb.bundle(&[
+        "sh",
+        "-c",
+        "sleep 1000 & sleep 1000 & echo > /marks/ready; wait",
+    ]);
     b.remove_namespace("pid").bind(&marks, "/marks", &[]);
     b.write().unwrap();
     let id = sb.id("killall");
@@ -263,7 +291,8 @@ fn cycle(rt: &Runtime, bundle: &Path, ids: &[String]) -> Result<(), String> {
         if c.status() != Status::Running {
             return Err(format!("{id}: {} after start", c.status()));
         }
-        c.kill(libc::SIGKILL, false).map_err(|e| format!("kill {id}: {e}"))?;
+        c.kill(libc::SIGKILL, false)
+            .map_err(|e| format!("kill {id}: {e}"))?;
         let code = c.wait().map_err(|e| format!("wait {id}: {e}"))?;
         if code != 137 {
             return Err(format!("{id}: exit code {code}, want 137"));
@@ -280,9 +309,11 @@ fn cycle(rt: &Runtime, bundle: &Path, ids: &[String]) -> Result<(), String> {
 fn eight_threads_at_once() {
     const THREADS: usize = 8;
     const ROUNDS: usize = 3;
-    let (sb, rt) = setup();
+    let (sb, rt, _w) = setup();
     let rt = Arc::new(rt);
-    let bundles: Vec<Bundle> = (0..THREADS).map(|_| sb.bundle(&["sleep", "1000"])).collect();
+    let bundles: Vec<Bundle> = (0..THREADS)
+        .map(|_| sb.bundle(&["sleep", "1000"]))
+        .collect();
     let (tx, rx) = mpsc::channel();
     for (n, b) in bundles.iter().enumerate() {
         let ids: Vec<String> = (0..ROUNDS).map(|_| sb.id(&format!("t{n}"))).collect();

@@ -234,7 +234,10 @@ fn pointer_mut<'a>(mut v: &'a mut Value, pointer: &str) -> &'a mut Value {
     if pointer.is_empty() {
         return v;
     }
-    assert!(pointer.starts_with('/'), "JSON pointer {pointer:?} must start with /");
+    assert!(
+        pointer.starts_with('/'),
+        "JSON pointer {pointer:?} must start with /"
+    );
     for token in pointer[1..].split('/').map(unescape) {
         if v.is_null() {
             *v = if token.parse::<usize>().is_ok() {
@@ -249,7 +252,11 @@ fn pointer_mut<'a>(mut v: &'a mut Value, pointer: &str) -> &'a mut Value {
                 let i: usize = token
                     .parse()
                     .unwrap_or_else(|_| panic!("{pointer}: {token:?} is not an array index"));
-                assert!(i <= a.len(), "{pointer}: index {i} past the end ({})", a.len());
+                assert!(
+                    i <= a.len(),
+                    "{pointer}: index {i} past the end ({})",
+                    a.len()
+                );
                 if i == a.len() {
                     a.push(Value::Null);
                 }

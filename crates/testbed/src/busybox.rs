@@ -40,7 +40,12 @@ pub fn applets() -> &'static [String] {
             .stderr(Stdio::inherit())
             .output()
             .unwrap_or_else(|e| panic!("{} --list: {e}", bb.display()));
-        assert!(out.status.success(), "{} --list: {}", bb.display(), out.status);
+        assert!(
+            out.status.success(),
+            "{} --list: {}",
+            bb.display(),
+            out.status
+        );
         let list = String::from_utf8_lossy(&out.stdout);
         let names: Vec<String> = list
             .lines()
@@ -91,15 +96,27 @@ pub fn is_static_elf(path: &Path) -> io::Result<bool> {
     let little = data[5] == 1;
     let u16_at = |o: usize| -> Option<u64> {
         let b: [u8; 2] = data.get(o..o + 2)?.try_into().ok()?;
-        Some(u64::from(if little { u16::from_le_bytes(b) } else { u16::from_be_bytes(b) }))
+        Some(u64::from(if little {
+            u16::from_le_bytes(b)
+        } else {
+            u16::from_be_bytes(b)
+        }))
     };
     let u32_at = |o: usize| -> Option<u64> {
         let b: [u8; 4] = data.get(o..o + 4)?.try_into().ok()?;
-        Some(u64::from(if little { u32::from_le_bytes(b) } else { u32::from_be_bytes(b) }))
+        Some(u64::from(if little {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        }))
     };
     let u64_at = |o: usize| -> Option<u64> {
         let b: [u8; 8] = data.get(o..o + 8)?.try_into().ok()?;
-        Some(if little { u64::from_le_bytes(b) } else { u64::from_be_bytes(b) })
+        Some(if little {
+            u64::from_le_bytes(b)
+        } else {
+            u64::from_be_bytes(b)
+        })
     };
     let headers = if is64 {
         u64_at(0x20).zip(u16_at(0x36)).zip(u16_at(0x38))

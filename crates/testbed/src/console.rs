@@ -71,7 +71,10 @@ fn wait_readable(fd: std::os::fd::BorrowedFd<'_>, limit: Duration) -> io::Result
     let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
     let n = poll(&mut fds, PollTimeout::from(ms))?;
     if n == 0 {
-        return Err(io::Error::new(io::ErrorKind::TimedOut, "nothing arrived in time"));
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "nothing arrived in time",
+        ));
     }
     Ok(())
 }

@@ -39,7 +39,10 @@ pub struct MountInfo {
 impl MountInfo {
     /// Whether the per-mount or superblock options hold `opt`.
     pub fn has_option(&self, opt: &str) -> bool {
-        self.options.iter().chain(&self.super_options).any(|o| o == opt)
+        self.options
+            .iter()
+            .chain(&self.super_options)
+            .any(|o| o == opt)
     }
 }
 
@@ -65,7 +68,12 @@ fn parse_mountinfo_line(line: &str) -> Option<MountInfo> {
     }
     let fstype = f.next()?.to_string();
     let source = unescape_octal(f.next()?);
-    let super_options = f.next().unwrap_or("").split(',').map(String::from).collect();
+    let super_options = f
+        .next()
+        .unwrap_or("")
+        .split(',')
+        .map(String::from)
+        .collect();
     Some(MountInfo {
         id,
         parent,
@@ -85,7 +93,10 @@ fn unescape_octal(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -179,7 +190,13 @@ pub fn marked_pids(marks: &[String], prefix: Option<&str>) -> Vec<i32> {
 /// What a container left behind: its state dir `<root>/<id>`, its cgroup
 /// dirs, mounts under `bundle`, and processes marked with one of `marks`.
 /// Empty when clean.
-pub fn leaks(root: &Path, id: &str, cgroups_path: &str, bundle: &Path, marks: &[String]) -> Vec<String> {
+pub fn leaks(
+    root: &Path,
+    id: &str,
+    cgroups_path: &str,
+    bundle: &Path,
+    marks: &[String],
+) -> Vec<String> {
     let mut found = Vec::new();
     if !id.is_empty() && !id.contains('/') && id != "." && id != ".." {
         let state = root.join(id);
@@ -191,7 +208,9 @@ pub fn leaks(root: &Path, id: &str, cgroups_path: &str, bundle: &Path, marks: &[
         found.push(format!("cgroup dir {} still exists", d.display()));
     }
     for mp in mounts_under(bundle) {
-        found.push(format!("mount {mp} still exists in the host mount namespace"));
+        found.push(format!(
+            "mount {mp} still exists in the host mount namespace"
+        ));
     }
     for pid in marked_pids(marks, None) {
         found.push(format!("process {pid} ({}) still runs", cmdline(pid)));
@@ -223,8 +242,19 @@ pub fn leaks_settled(
 /// dir in any hierarchy, no mount under `bundle`, no process marked with
 /// one of `marks`.
 pub fn leak_check(root: &Path, id: &str, cgroups_path: &str, bundle: &Path, marks: &[String]) {
-    let found = leaks_settled(root, id, cgroups_path, bundle, marks, Duration::from_secs(3));
-    assert!(found.is_empty(), "container {id} left behind:\n  {}", found.join("\n  "));
+    let found = leaks_settled(
+        root,
+        id,
+        cgroups_path,
+        bundle,
+        marks,
+        Duration::from_secs(3),
+    );
+    assert!(
+        found.is_empty(),
+        "container {id} left behind:\n  {}",
+        found.join("\n  ")
+    );
 }
 
 /// `/proc/<pid>/cmdline` with spaces for NULs (empty when gone).

@@ -291,7 +291,9 @@ impl Berth {
     /// The `pid` field of `state <id>`.
     #[track_caller]
     pub fn pid(&self, id: &str) -> i32 {
-        self.state_json(id)["pid"].as_i64().expect("state has a pid") as i32
+        self.state_json(id)["pid"]
+            .as_i64()
+            .expect("state has a pid") as i32
     }
 
     /// Polls `state <id>` until its status is `status`; false on timeout.

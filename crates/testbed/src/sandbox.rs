@@ -5,9 +5,10 @@
 
 use std::fs;
 use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -16,7 +17,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 
-use crate::bundle::Bundle;
+use crate::bundle::{Bundle, MARK_VAR};
 use crate::leak;
 
 /// The cgroup parent every test container lives under.
@@ -26,9 +27,16 @@ type Cleanup = Box<dyn FnOnce() + Send>;
 
 /// A test's directory, ids, cgroups and marks; see the module docs.
 pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     tag: String,
     dir: PathBuf,
     root: PathBuf,
+    /// The creating thread's name as the kernel keeps it (`comm`, 15
+    /// bytes): processes cloned by the library without exec carry it.
+    comm: String,
     next: AtomicUsize,
     ids: Mutex<Vec<String>>,
     cgroups: Mutex<Vec<String>>,
@@ -48,6 +56,41 @@ pub fn unique() -> String {
     format!("{}-{n}-{t:x}", std::process::id())
 }
 
+/// Puts a mark in this process's own environment, for tests that create
+/// containers in-process through the library: the processes it clones
+/// and never execs inherit the environment, so leak checks can find them
+/// (attributed to a sandbox by thread name). Call it before the first
+/// container is made.
+pub fn mark_process() -> &'static str {
+    static MARK: OnceLock<String> = OnceLock::new();
+    MARK.get_or_init(|| {
+        let mark = format!("bt-proc-{}", std::process::id());
+        std::env::set_var(MARK_VAR, &mark);
+        mark
+    })
+}
+
+fn process_mark() -> Option<String> {
+    std::env::var(MARK_VAR)
+        .ok()
+        .filter(|m| m.starts_with("bt-proc-"))
+}
+
+fn comm_of(pid: i32) -> String {
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|s| s.trim_end_matches('\n').to_string())
+        .unwrap_or_default()
+}
+
+fn thread_comm() -> String {
+    let name = thread::current().name().unwrap_or("").to_string();
+    let mut end = name.len().min(15);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name[..end].to_string()
+}
+
 impl Sandbox {
     /// Creates `/tmp/berth-test-<unique>` with an empty `root/` in it.
     pub fn new() -> Sandbox {
@@ -56,57 +99,60 @@ impl Sandbox {
         let root = dir.join("root");
         fs::create_dir_all(&root).unwrap_or_else(|e| panic!("mkdir {}: {e}", root.display()));
         Sandbox {
-            tag,
-            dir,
-            root,
-            next: AtomicUsize::new(0),
-            ids: Mutex::new(Vec::new()),
-            cgroups: Mutex::new(Vec::new()),
-            own_mounts: Mutex::new(Vec::new()),
-            cleanups: Mutex::new(Vec::new()),
+            inner: Arc::new(Inner {
+                tag,
+                dir,
+                root,
+                comm: thread_comm(),
+                next: AtomicUsize::new(0),
+                ids: Mutex::new(Vec::new()),
+                cgroups: Mutex::new(Vec::new()),
+                own_mounts: Mutex::new(Vec::new()),
+                cleanups: Mutex::new(Vec::new()),
+            }),
         }
     }
 
     /// The sandbox's unique tag.
     pub fn tag(&self) -> &str {
-        &self.tag
+        &self.inner.tag
     }
 
     /// The sandbox directory.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.inner.dir
     }
 
     /// The runtime state root (`--root`).
     pub fn root(&self) -> &Path {
-        &self.root
+        &self.inner.root
     }
 
     fn next(&self) -> usize {
-        self.next.fetch_add(1, Ordering::Relaxed)
+        self.inner.next.fetch_add(1, Ordering::Relaxed)
     }
 
     /// The mark carried by processes the sandbox starts on behalf of
     /// `what` (a container id or bundle name); see [`crate::MARK_VAR`].
     pub fn mark_for(&self, what: &str) -> String {
-        format!("bt-{}.{what}", self.tag)
+        format!("bt-{}.{what}", self.inner.tag)
     }
 
     /// The mark prefix all of this sandbox's processes share.
     pub fn mark_prefix(&self) -> String {
-        format!("bt-{}", self.tag)
+        format!("bt-{}", self.inner.tag)
     }
 
     /// A fresh container id (`<name>-<tag>-<n>`), remembered for cleanup.
     pub fn id(&self, name: &str) -> String {
-        let id = format!("{name}-{}-{}", self.tag, self.next());
-        self.ids.lock().unwrap().push(id.clone());
+        let id = format!("{name}-{}-{}", self.inner.tag, self.next());
+        self.inner.ids.lock().unwrap().push(id.clone());
         id
     }
 
     /// Every id handed out so far.
     pub fn ids(&self) -> Vec<String> {
-        self.ids.lock().unwrap().clone()
+        self.inner.ids.lock().unwrap().clone()
     }
 
     /// A new busybox bundle in the sandbox running `args`, with its own
@@ -114,9 +160,9 @@ impl Sandbox {
     pub fn bundle(&self, args: &[&str]) -> Bundle {
         let n = self.next();
         let name = format!("b{n}");
-        let cg = format!("{CGROUP_PARENT}/{}-{n}", self.tag);
-        self.cgroups.lock().unwrap().push(cg.clone());
-        let dir = self.dir.join(&name);
+        let cg = format!("{CGROUP_PARENT}/{}-{n}", self.inner.tag);
+        self.inner.cgroups.lock().unwrap().push(cg.clone());
+        let dir = self.inner.dir.join(&name);
         Bundle::create(&dir, args, &self.mark_for(&name), &cg)
             .unwrap_or_else(|e| panic!("bundle {}: {e}", dir.display()))
     }
@@ -125,9 +171,8 @@ impl Sandbox {
     /// markers, logs), world-writable so containers running as other
     /// users can write markers too.
     pub fn host_dir(&self, name: &str) -> PathBuf {
-        let d = self.dir.join(format!("{name}-{}", self.next()));
+        let d = self.inner.dir.join(format!("{name}-{}", self.next()));
         fs::create_dir_all(&d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
-        use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(&d, fs::Permissions::from_mode(0o777)).expect("chmod host dir");
         d
     }
@@ -135,7 +180,11 @@ impl Sandbox {
     /// Mounts a tmpfs at `path` (inside the sandbox) in the host mount
     /// namespace; the sandbox unmounts it and does not count it as a leak.
     pub fn mount_tmpfs(&self, path: &Path, data: &str) -> io::Result<()> {
-        assert!(path.starts_with(&self.dir), "{} is outside the sandbox", path.display());
+        assert!(
+            path.starts_with(&self.inner.dir),
+            "{} is outside the sandbox",
+            path.display()
+        );
         fs::create_dir_all(path)?;
         nix::mount::mount(
             Some("tmpfs"),
@@ -144,7 +193,11 @@ impl Sandbox {
             nix::mount::MsFlags::empty(),
             Some(data),
         )?;
-        self.own_mounts.lock().unwrap().push(path.to_path_buf());
+        self.inner
+            .own_mounts
+            .lock()
+            .unwrap()
+            .push(path.to_path_buf());
         Ok(())
     }
 
@@ -164,14 +217,34 @@ impl Sandbox {
     /// Runs `f` when the sandbox is dropped (before the directory goes),
     /// e.g. to delete a network namespace the test made.
     pub fn on_drop(&self, f: impl FnOnce() + Send + 'static) {
-        self.cleanups.lock().unwrap().push(Box::new(f));
+        self.inner.cleanups.lock().unwrap().push(Box::new(f));
     }
 
     /// Asserts that container `id`, made from `bundle`, left nothing
     /// behind: state dir, cgroup dirs, mounts, marked processes.
+    #[track_caller]
     pub fn leak_check(&self, id: &str, bundle: &Bundle) {
         let marks = [self.mark_for(id), bundle.mark().to_string()];
-        leak::leak_check(&self.root, id, bundle.cgroups_path(), bundle.path(), &marks);
+        let until = Instant::now() + Duration::from_secs(3);
+        loop {
+            let mut found = leak::leaks(
+                &self.inner.root,
+                id,
+                bundle.cgroups_path(),
+                bundle.path(),
+                &marks,
+            );
+            for pid in self.inner.cloned_pids() {
+                found.push(format!("process {pid} ({}) still runs", leak::cmdline(pid)));
+            }
+            if found.is_empty() {
+                return;
+            }
+            if Instant::now() >= until {
+                panic!("container {id} left behind:\n  {}", found.join("\n  "));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Everything the sandbox's containers left behind; waits up to
@@ -179,7 +252,7 @@ impl Sandbox {
     pub fn leaks(&self, patience: Duration) -> Vec<String> {
         let until = Instant::now() + patience;
         loop {
-            let found = self.leaks_now();
+            let found = self.inner.leaks_now();
             if found.is_empty() || Instant::now() >= until {
                 return found;
             }
@@ -187,10 +260,59 @@ impl Sandbox {
         }
     }
 
+    /// Guards against a hung test: if not dropped within `limit`, kills
+    /// every process of the sandbox (which usually unblocks the test so it
+    /// fails normally) and, if the test is still stuck 30 s later, aborts
+    /// the whole test process rather than hang the run.
+    pub fn watchdog(&self, limit: Duration) -> Watchdog {
+        let (tx, rx) = mpsc::channel::<()>();
+        let inner = Arc::clone(&self.inner);
+        thread::spawn(move || {
+            if rx.recv_timeout(limit) != Err(mpsc::RecvTimeoutError::Timeout) {
+                return;
+            }
+            eprintln!(
+                "sandbox {}: test still running after {limit:?}; killing its processes",
+                inner.tag
+            );
+            inner.kill_processes();
+            if rx.recv_timeout(Duration::from_secs(30)) == Err(mpsc::RecvTimeoutError::Timeout) {
+                eprintln!("sandbox {}: test is stuck; aborting", inner.tag);
+                std::process::abort();
+            }
+        });
+        Watchdog { _tx: tx }
+    }
+}
+
+/// See [`Sandbox::watchdog`]; dropping it disarms the watchdog.
+pub struct Watchdog {
+    _tx: mpsc::Sender<()>,
+}
+
+impl Inner {
+    /// Processes cloned from this test process (marked by
+    /// [`mark_process`]) by this sandbox's thread.
+    fn cloned_pids(&self) -> Vec<i32> {
+        let Some(pm) = process_mark() else {
+            return Vec::new();
+        };
+        leak::marked_pids(&[pm], None)
+            .into_iter()
+            .filter(|&p| !self.comm.is_empty() && comm_of(p) == self.comm)
+            .collect()
+    }
+
+    fn stray_pids(&self) -> Vec<i32> {
+        let mut pids = leak::marked_pids(&[], Some(&format!("bt-{}", self.tag)));
+        pids.extend(self.cloned_pids());
+        pids
+    }
+
     fn leaks_now(&self) -> Vec<String> {
         let mut found = Vec::new();
-        for id in self.ids() {
-            let d = self.root.join(&id);
+        for id in self.ids.lock().unwrap().iter() {
+            let d = self.root.join(id);
             if d.exists() {
                 found.push(format!("state dir {} still exists", d.display()));
             }
@@ -203,19 +325,20 @@ impl Sandbox {
         let own = self.own_mounts.lock().unwrap().clone();
         for mp in leak::mounts_under(&self.dir) {
             if !own.iter().any(|o| Path::new(&mp) == o) {
-                found.push(format!("mount {mp} still exists in the host mount namespace"));
+                found.push(format!(
+                    "mount {mp} still exists in the host mount namespace"
+                ));
             }
         }
-        for pid in leak::marked_pids(&[], Some(&self.mark_prefix())) {
+        for pid in self.stray_pids() {
             found.push(format!("process {pid} ({}) still runs", leak::cmdline(pid)));
         }
         found
     }
 
-    /// Kills, unmounts and removes everything; returns what could not be
-    /// cleaned.
-    fn scrub(&self) -> Vec<String> {
-        let mut trouble = Vec::new();
+    /// SIGKILLs every process of the sandbox (marked, cloned, or in one of
+    /// its cgroups) until none is left; returns what would not die.
+    fn kill_processes(&self) -> Vec<String> {
         let cgroups = self.cgroups.lock().unwrap().clone();
         // Frozen tasks cannot die, so thaw before killing.
         for cg in &cgroups {
@@ -232,7 +355,7 @@ impl Sandbox {
         }
         let until = Instant::now() + Duration::from_secs(5);
         loop {
-            let mut pids = leak::marked_pids(&[], Some(&self.mark_prefix()));
+            let mut pids = self.stray_pids();
             for cg in &cgroups {
                 for d in leak::cgroup_dirs(cg) {
                     pids.extend(cgroup_pids(&d));
@@ -242,22 +365,28 @@ impl Sandbox {
             pids.dedup();
             pids.retain(|&p| p != std::process::id() as i32);
             if pids.is_empty() {
-                break;
+                return Vec::new();
             }
             for &p in &pids {
                 let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
                 reap_if_child(p);
             }
             if Instant::now() >= until {
-                trouble.push(format!("processes {pids:?} survived SIGKILL"));
-                break;
+                return vec![format!("processes {pids:?} survived SIGKILL")];
             }
             thread::sleep(Duration::from_millis(20));
         }
-        for f in self.cleanups.lock().unwrap().drain(..).rev() {
+    }
+
+    /// Kills, unmounts and removes everything; returns what could not be
+    /// cleaned.
+    fn scrub(&self) -> Vec<String> {
+        let mut trouble = self.kill_processes();
+        let cleanups: Vec<Cleanup> = self.cleanups.lock().unwrap().drain(..).collect();
+        for f in cleanups.into_iter().rev() {
             f();
         }
-        for cg in &cgroups {
+        for cg in self.cgroups.lock().unwrap().iter() {
             for d in leak::cgroup_dirs(cg) {
                 if let Err(e) = rmdir_tree(&d) {
                     trouble.push(format!("rmdir {}: {e}", d.display()));
@@ -306,9 +435,13 @@ impl Drop for Sandbox {
         } else {
             self.leaks(Duration::from_secs(3))
         };
-        let trouble = self.scrub();
+        let trouble = self.inner.scrub();
         if !trouble.is_empty() {
-            eprintln!("sandbox {}: cleanup trouble:\n  {}", self.tag, trouble.join("\n  "));
+            eprintln!(
+                "sandbox {}: cleanup trouble:\n  {}",
+                self.inner.tag,
+                trouble.join("\n  ")
+            );
         }
         if !leaks.is_empty() && !panicking {
             panic!("containers left behind:\n  {}", leaks.join("\n  "));

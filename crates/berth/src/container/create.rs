@@ -33,12 +33,16 @@ struct Undo {
 impl Drop for Undo {
     fn drop(&mut self) {
         if let Some(pid) = self.stage1.take() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
         }
         if let Some((pid, start)) = self.init.take() {
             if sys::process_start_time(pid) == Some(start) {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::SIGKILL,
+                );
                 super::wait_gone(pid, start, Duration::from_secs(5));
             }
         }
@@ -108,18 +112,28 @@ pub(super) fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<Con
     let console_socket = match &opts.console_socket {
         Some(path) => {
             let parent = path.parent().unwrap_or(Path::new("/"));
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let (_d, short) = state::short_path(parent, &name)?;
-            let s = UnixStream::connect(&short).map_err(|e| Error::io("connect to console socket", path, e))?;
+            let s = UnixStream::connect(&short)
+                .map_err(|e| Error::io("connect to console socket", path, e))?;
             Some(OwnedFd::from(s))
         }
         None => None,
     };
 
     // LISTEN_FDS (socket activation) passes through like --preserve-fds.
-    let listen_fds: u32 = std::env::var("LISTEN_FDS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let listen_fds: u32 = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let extra_env = if listen_fds > 0 {
-        vec![format!("LISTEN_FDS={listen_fds}"), "LISTEN_PID=1".to_string()]
+        vec![
+            format!("LISTEN_FDS={listen_fds}"),
+            "LISTEN_PID=1".to_string(),
+        ]
     } else {
         Vec::new()
     };
@@ -219,7 +233,8 @@ pub(super) fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<Con
     };
 
     let (dirfd, sock_path) = state::short_path(&dir, state::START_SOCKET)?;
-    let listener = UnixListener::bind(&sock_path).map_err(|e| Error::io("bind", dir.join(state::START_SOCKET), e))?;
+    let listener = UnixListener::bind(&sock_path)
+        .map_err(|e| Error::io("bind", dir.join(state::START_SOCKET), e))?;
     let (parent_end, child_end) = nix::sys::socket::socketpair(
         nix::sys::socket::AddressFamily::Unix,
         nix::sys::socket::SockType::SeqPacket,
@@ -237,7 +252,8 @@ pub(super) fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<Con
     // keep: the lock (held until the init execs otherwise) and the
     // state directory.
     let runtime_fds = [parent_raw, lock.raw_fd(), dirfd.as_raw_fd()];
-    let stage1 = sys::clone_fork(0).map_err(|e| Error::sys("clone the container's setup process", e))?;
+    let stage1 =
+        sys::clone_fork(0).map_err(|e| Error::sys("clone the container's setup process", e))?;
     if stage1 == 0 {
         child_entry(&plan, fds, &runtime_fds, &mut hook_buf);
     }
@@ -270,12 +286,14 @@ pub(super) fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<Con
     if let Some(cg) = &cgroup {
         cg.add_pid(stage1)?;
     }
-    sync::send(parent_raw, Msg::new(sync::CONTINUE, 0, 0)).map_err(|e| Error::sys("write to the setup process", e))?;
-    let init_pid = match sync::recv(parent_raw).map_err(|e| Error::sys("read from the setup process", e))? {
-        Some(m) if m.tag == sync::INIT_PID => m.a,
-        Some(m) if m.tag == sync::ERROR => return Err(fail(m, &plan)),
-        _ => return Err(gone()),
-    };
+    sync::send(parent_raw, Msg::new(sync::CONTINUE, 0, 0))
+        .map_err(|e| Error::sys("write to the setup process", e))?;
+    let init_pid =
+        match sync::recv(parent_raw).map_err(|e| Error::sys("read from the setup process", e))? {
+            Some(m) if m.tag == sync::INIT_PID => m.a,
+            Some(m) if m.tag == sync::ERROR => return Err(fail(m, &plan)),
+            _ => return Err(gone()),
+        };
     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(stage1), None);
     undo.stage1 = None;
     let start_time = sys::process_start_time(init_pid).ok_or_else(gone)?;
@@ -336,8 +354,18 @@ fn reset_signals() {
 
 fn run_create_hooks(plan: &Plan, saved: &Saved, init_pid: i32) -> Result<()> {
     let state = hook_state_json(saved, Status::Creating);
-    hooks::run_all("prestart", hooks::hooks_of(&plan.spec, "prestart"), &state, &[])?;
-    hooks::run_all("createRuntime", hooks::hooks_of(&plan.spec, "createRuntime"), &state, &[])?;
+    hooks::run_all(
+        "prestart",
+        hooks::hooks_of(&plan.spec, "prestart"),
+        &state,
+        &[],
+    )?;
+    hooks::run_all(
+        "createRuntime",
+        hooks::hooks_of(&plan.spec, "createRuntime"),
+        &state,
+        &[],
+    )?;
     let cc = hooks::hooks_of(&plan.spec, "createContainer");
     if !cc.is_empty() {
         // Joined in the container's namespaces except pid, which only a
@@ -363,9 +391,10 @@ fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let path = absolute(path)?;
     let tmp = path.with_file_name(format!(
         ".{}.tmp",
-        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
     ));
     std::fs::write(&tmp, pid.to_string()).map_err(|e| Error::io("write", &tmp, e))?;
     std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &path, e))
 }
-

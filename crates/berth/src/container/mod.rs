@@ -238,7 +238,11 @@ impl Container {
         State {
             oci_version: OCI_VERSION.to_string(),
             id: self.saved.id.clone(),
-            pid: if status == Status::Stopped { 0 } else { self.saved.pid },
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                self.saved.pid
+            },
             status,
             bundle: self.saved.bundle.clone(),
             rootfs: self.saved.rootfs.clone(),
@@ -423,7 +427,11 @@ impl Container {
         if self.alive() {
             let _ = self.kill_locked(libc::SIGKILL, false);
         }
-        wait_gone(self.saved.pid, self.saved.start_time, Duration::from_secs(10));
+        wait_gone(
+            self.saved.pid,
+            self.saved.start_time,
+            Duration::from_secs(10),
+        );
         Ok(())
     }
 
@@ -482,7 +490,11 @@ pub(crate) fn hook_state_json(saved: &Saved, status: Status) -> Vec<u8> {
         oci_version: OCI_VERSION,
         id: &saved.id,
         status,
-        pid: if status == Status::Stopped { 0 } else { saved.pid },
+        pid: if status == Status::Stopped {
+            0
+        } else {
+            saved.pid
+        },
         bundle: &saved.bundle,
         annotations: &saved.annotations,
     })

@@ -56,7 +56,11 @@ fn stage1_inner(plan: &Plan, fds: ChildFds, hook_buf: &mut [u8]) -> Result<(), F
     if ns.new_user {
         sys::unshare(libc::CLONE_NEWUSER).at(l.user)?;
     }
-    sync::send(fds.sync, Msg::new(sync::STAGE1_READY, ns.new_user as i32, 0)).at(l.fork)?;
+    sync::send(
+        fds.sync,
+        Msg::new(sync::STAGE1_READY, ns.new_user as i32, 0),
+    )
+    .at(l.fork)?;
     expect(fds.sync, sync::CONTINUE).at(l.fork)?;
     if ns.new_user {
         nix::unistd::setresgid(0.into(), 0.into(), 0.into()).at(l.root)?;
@@ -104,6 +108,10 @@ fn init_inner(plan: &Plan, fds: ChildFds, hook_buf: &mut [u8]) -> Result<Never, 
         sys::close(fd);
         r.at(l.oom)?;
     }
+    // Until it execs, the init is the runtime's own binary: keep other
+    // processes (hooks, anything sharing its namespaces) from reaching it
+    // through /proc/PID/exe or ptrace. exec makes the program dumpable again.
+    sys::prctl(libc::PR_SET_DUMPABLE, 0, 0).at(l.session)?;
     let root = crate::rootfs::prepare(&plan.rootfs)?;
     if plan.has_create_hooks {
         sync::send(fds.sync, Msg::new(sync::RUN_HOOKS, 0, 0)).at(l.session)?;
@@ -121,7 +129,12 @@ fn init_inner(plan: &Plan, fds: ChildFds, hook_buf: &mut [u8]) -> Result<Never, 
         // as with runc.
         match sys::join_session_keyring(name) {
             Ok(()) | Err(Errno::ENOSYS) | Err(Errno::EPERM) | Err(Errno::EACCES) => {}
-            Err(e) => return Err(Fail { label: l.keyring, errno: e }),
+            Err(e) => {
+                return Err(Fail {
+                    label: l.keyring,
+                    errno: e,
+                })
+            }
         }
     }
     credentials(p)?;
@@ -132,13 +145,21 @@ fn init_inner(plan: &Plan, fds: ChildFds, hook_buf: &mut [u8]) -> Result<Never, 
     let conn = loop {
         // SAFETY: accept4 with null address pointers.
         let c = unsafe {
-            libc::accept4(fds.start, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC)
+            libc::accept4(
+                fds.start,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_CLOEXEC,
+            )
         };
         if c >= 0 {
             break c;
         }
         if Errno::last() != Errno::EINTR {
-            return Err(Fail { label: l.session, errno: Errno::last() });
+            return Err(Fail {
+                label: l.session,
+                errno: Errno::last(),
+            });
         }
     };
     sys::close(fds.start);
@@ -224,18 +245,36 @@ fn console(p: &ProcessPlan) -> Result<(), Fail> {
         if libc::ioctl(master, libc::TIOCSPTLCK, &unlock) != 0
             || libc::ioctl(master, libc::TIOCGPTN, &mut n) != 0
         {
-            return Err(Fail { label: l, errno: Errno::last() });
+            return Err(Fail {
+                label: l,
+                errno: Errno::last(),
+            });
         }
-        libc::ioctl(master, libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC)
+        libc::ioctl(
+            master,
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
     };
     if slave < 0 {
-        return Err(Fail { label: l, errno: Errno::last() });
+        return Err(Fail {
+            label: l,
+            errno: Errno::last(),
+        });
     }
     if let Some((rows, cols)) = p.console_size {
-        let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
         // SAFETY: valid winsize pointer.
         if unsafe { libc::ioctl(slave, libc::TIOCSWINSZ, &ws) } != 0 {
-            return Err(Fail { label: l, errno: Errno::last() });
+            return Err(Fail {
+                label: l,
+                errno: Errno::last(),
+            });
         }
     }
     if let Some(sock) = &p.console_socket {
@@ -249,8 +288,15 @@ fn console(p: &ProcessPlan) -> Result<(), Fail> {
     let digits = sys::FdPath::new(n as RawFd);
     let d = &digits.as_cstr().to_bytes()[b"/proc/self/fd/".len()..];
     pts[prefix.len()..prefix.len() + d.len()].copy_from_slice(d);
-    let pts = std::ffi::CStr::from_bytes_until_nul(&pts).map_err(|_| Fail { label: l, errno: Errno::EINVAL })?;
-    match sys::open(c"/dev/console", libc::O_CREAT | libc::O_RDWR | libc::O_NOCTTY, 0o600) {
+    let pts = std::ffi::CStr::from_bytes_until_nul(&pts).map_err(|_| Fail {
+        label: l,
+        errno: Errno::EINVAL,
+    })?;
+    match sys::open(
+        c"/dev/console",
+        libc::O_CREAT | libc::O_RDWR | libc::O_NOCTTY,
+        0o600,
+    ) {
         Ok(fd) => sys::close(fd),
         Err(e) => return Err(Fail { label: l, errno: e }),
     }
@@ -258,13 +304,19 @@ fn console(p: &ProcessPlan) -> Result<(), Fail> {
     for target in 0..3 {
         // SAFETY: duplicating a valid descriptor onto stdio.
         if unsafe { libc::dup3(slave, target, 0) } < 0 {
-            return Err(Fail { label: l, errno: Errno::last() });
+            return Err(Fail {
+                label: l,
+                errno: Errno::last(),
+            });
         }
     }
     sys::close(slave);
     // SAFETY: TIOCSCTTY on our new session's terminal.
     if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } != 0 {
-        return Err(Fail { label: l, errno: Errno::last() });
+        return Err(Fail {
+            label: l,
+            errno: Errno::last(),
+        });
     }
     Ok(())
 }
@@ -273,23 +325,37 @@ fn console(p: &ProcessPlan) -> Result<(), Fail> {
 fn credentials(p: &ProcessPlan) -> Result<(), Fail> {
     let l = &p.labels;
     for &(res, soft, hard, label) in &p.rlimits {
-        let r = libc::rlimit { rlim_cur: soft, rlim_max: hard };
+        let r = libc::rlimit {
+            rlim_cur: soft,
+            rlim_max: hard,
+        };
         // SAFETY: valid rlimit pointer.
         if unsafe { libc::setrlimit(res as _, &r) } != 0 {
-            return Err(Fail { label, errno: Errno::last() });
+            return Err(Fail {
+                label,
+                errno: Errno::last(),
+            });
         }
     }
     if p.set_groups {
         // SAFETY: pointer and length describe `groups`.
         if unsafe { libc::setgroups(p.groups.len(), p.groups.as_ptr()) } != 0 {
-            return Err(Fail { label: l.groups, errno: Errno::last() });
+            return Err(Fail {
+                label: l.groups,
+                errno: Errno::last(),
+            });
         }
     }
     for cap in 0..=p.last_cap {
         if p.caps.bounding & (1u64 << cap) == 0 {
             match sys::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0) {
                 Ok(()) | Err(Errno::EINVAL) => {}
-                Err(e) => return Err(Fail { label: l.caps, errno: e }),
+                Err(e) => {
+                    return Err(Fail {
+                        label: l.caps,
+                        errno: e,
+                    })
+                }
             }
         }
     }
@@ -316,7 +382,12 @@ fn credentials(p: &ProcessPlan) -> Result<(), Fail> {
                 cap as libc::c_ulong,
             ) {
                 Ok(()) | Err(Errno::EPERM) => {}
-                Err(e) => return Err(Fail { label: l.caps, errno: e }),
+                Err(e) => {
+                    return Err(Fail {
+                        label: l.caps,
+                        errno: e,
+                    })
+                }
             }
         }
     }
@@ -346,10 +417,14 @@ fn find_executable(p: &ProcessPlan) -> Result<&std::ffi::CStr, Fail> {
             continue;
         }
         // SAFETY: `c` is NUL-terminated.
-        if unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::X_OK, libc::AT_EACCESS) } == 0 {
+        if unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::X_OK, libc::AT_EACCESS) } == 0
+        {
             return Ok(c);
         }
         err = Errno::EACCES;
     }
-    Err(Fail { label: p.labels.exec, errno: err })
+    Err(Fail {
+        label: p.labels.exec,
+        errno: err,
+    })
 }

@@ -181,7 +181,13 @@ pub fn plan(p: &Process, input: PlanInput, labels: &mut Labels) -> Result<Proces
     let user = p.user();
     let mut rlimits = Vec::new();
     let mut seen = Vec::new();
-    for (i, r) in p.rlimits().as_deref().unwrap_or_default().iter().enumerate() {
+    for (i, r) in p
+        .rlimits()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
         let field = format!("process.rlimits[{i}]");
         if seen.contains(&r.typ()) {
             return Err(Error::spec(field, format!("{:?} is given twice", r.typ())));
@@ -206,7 +212,8 @@ pub fn plan(p: &Process, input: PlanInput, labels: &mut Labels) -> Result<Proces
         ));
     }
     let (console_size, terminal) = (
-        p.console_size().map(|b| (b.height() as u16, b.width() as u16)),
+        p.console_size()
+            .map(|b| (b.height() as u16, b.width() as u16)),
         p.terminal().unwrap_or(false),
     );
     if terminal && input.console_socket.is_none() {
@@ -293,7 +300,11 @@ mod tests {
             setgroups_denied: false,
         };
         let plan = plan(&p, input, &mut Labels::default()).unwrap();
-        let c: Vec<_> = plan.exec_candidates.iter().map(|c| c.to_str().unwrap()).collect();
+        let c: Vec<_> = plan
+            .exec_candidates
+            .iter()
+            .map(|c| c.to_str().unwrap())
+            .collect();
         assert_eq!(c, ["/bin/sh", "/usr/bin/sh"]);
         assert_eq!(plan.umask, 0o022);
         assert_eq!(plan.argv.items().len(), 3);

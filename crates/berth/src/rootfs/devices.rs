@@ -61,7 +61,10 @@ pub fn plan(devices: &[LinuxDevice], bind: bool, labels: &mut Labels) -> Result<
             LinuxDeviceType::B => libc::S_IFBLK,
             LinuxDeviceType::P => libc::S_IFIFO,
             LinuxDeviceType::A => {
-                return Err(Error::spec(format!("{field}.type"), "\"a\" is not a device node type"))
+                return Err(Error::spec(
+                    format!("{field}.type"),
+                    "\"a\" is not a device node type",
+                ))
             }
         };
         let perm = d.file_mode().unwrap_or(0o666) & 0o7777;
@@ -144,7 +147,13 @@ pub(crate) fn create(root: RawFd, d: &DeviceStep) -> Result<(), Fail> {
             // SAFETY: as above; AT_SYMLINK_NOFOLLOW keeps a planted symlink
             // from redirecting the chown.
             let c = unsafe {
-                libc::fchownat(parent, name.as_ptr(), d.uid, d.gid, libc::AT_SYMLINK_NOFOLLOW)
+                libc::fchownat(
+                    parent,
+                    name.as_ptr(),
+                    d.uid,
+                    d.gid,
+                    libc::AT_SYMLINK_NOFOLLOW,
+                )
             };
             if c == 0 {
                 Ok(())
@@ -170,13 +179,21 @@ pub const SYMLINKS: [(&str, &str); 5] = [
 /// Creates the /dev symlinks (an existing entry is left as it is, except
 /// /dev/ptmx, which must point at the container's devpts).
 pub(crate) fn symlinks(root: RawFd, with_kcore: bool, label: u32) -> Result<(), Fail> {
-    let dev = ensure(root, &PathInRoot::new(Path::new("/dev"), "/dev").map_err(|_| Fail {
-        label,
-        errno: Errno::EINVAL,
-    })?, Kind::Dir)
+    let dev = ensure(
+        root,
+        &PathInRoot::new(Path::new("/dev"), "/dev").map_err(|_| Fail {
+            label,
+            errno: Errno::EINVAL,
+        })?,
+        Kind::Dir,
+    )
     .at(label)?;
     let mut r = Ok(());
-    for (target, link) in SYMLINKS.iter().copied().chain(with_kcore.then_some(("/proc/kcore", "core"))) {
+    for (target, link) in SYMLINKS
+        .iter()
+        .copied()
+        .chain(with_kcore.then_some(("/proc/kcore", "core")))
+    {
         let mut t = [0u8; 32];
         let mut l = [0u8; 16];
         t[..target.len()].copy_from_slice(target.as_bytes());

@@ -203,9 +203,8 @@ pub struct PlanInput<'a> {
 /// Prepares the root file system setup.
 pub fn plan(spec: &Spec, input: &PlanInput, labels: &mut Labels) -> Result<RootfsPlan> {
     let rootfs = input.rootfs;
-    let meta = std::fs::metadata(rootfs).map_err(|e| {
-        Error::spec("root.path", format!("{}: {e}", rootfs.display()))
-    })?;
+    let meta = std::fs::metadata(rootfs)
+        .map_err(|e| Error::spec("root.path", format!("{}: {e}", rootfs.display())))?;
     if !meta.is_dir() {
         return Err(Error::spec(
             "root.path",
@@ -221,7 +220,13 @@ pub fn plan(spec: &Spec, input: &PlanInput, labels: &mut Labels) -> Result<Rootf
     let fs_types = known_filesystems();
     let mut mounts = Vec::new();
     let mut setup_dev = true;
-    for (i, m) in spec.mounts().as_deref().unwrap_or_default().iter().enumerate() {
+    for (i, m) in spec
+        .mounts()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
         let field = format!("mounts[{i}]");
         let opts = options::parse(
             m.options().as_deref().unwrap_or_default(),
@@ -238,14 +243,22 @@ pub fn plan(spec: &Spec, input: &PlanInput, labels: &mut Labels) -> Result<Rootf
         }
         let label = labels.add(format!(
             "mount {} on {} ({field})",
-            if bind { "bind".to_string() } else { format!("{typ:?}") },
+            if bind {
+                "bind".to_string()
+            } else {
+                format!("{typ:?}")
+            },
             m.destination().display()
         ));
         let kind = if bind {
             let src = m.source().clone().ok_or_else(|| {
                 Error::spec(format!("{field}.source"), "a bind mount needs a source")
             })?;
-            let src = if src.is_absolute() { src } else { input.bundle.join(src) };
+            let src = if src.is_absolute() {
+                src
+            } else {
+                input.bundle.join(src)
+            };
             let meta = std::fs::metadata(&src).map_err(|e| {
                 Error::spec(format!("{field}.source"), format!("{}: {e}", src.display()))
             })?;
@@ -255,7 +268,10 @@ pub fn plan(spec: &Spec, input: &PlanInput, labels: &mut Labels) -> Result<Rootf
             }
         } else if typ == "cgroup" || typ == "cgroup2" {
             let cg = input.cgroup.ok_or_else(|| {
-                Error::spec(format!("{field}.type"), "a cgroup mount needs linux.cgroupsPath")
+                Error::spec(
+                    format!("{field}.type"),
+                    "a cgroup mount needs linux.cgroupsPath",
+                )
             })?;
             if cg.is_v2() {
                 let (_, dir) = cg.mount_sources().into_iter().next().unwrap_or_default();
@@ -300,7 +316,11 @@ pub fn plan(spec: &Spec, input: &PlanInput, labels: &mut Labels) -> Result<Rootf
         });
     }
     let devices = if setup_dev {
-        devices::plan(linux.devices().as_deref().unwrap_or_default(), userns, labels)?
+        devices::plan(
+            linux.devices().as_deref().unwrap_or_default(),
+            userns,
+            labels,
+        )?
     } else {
         Vec::new()
     };
@@ -347,7 +367,10 @@ pub fn plan(spec: &Spec, input: &PlanInput, labels: &mut Labels) -> Result<Rootf
         }
     }
     let fixed = FixedLabels {
-        prepare: labels.add(format!("prepare root file system {} (root.path)", rootfs.display())),
+        prepare: labels.add(format!(
+            "prepare root file system {} (root.path)",
+            rootfs.display()
+        )),
         symlinks: labels.add("create /dev symlinks"),
         pivot: labels.add(if input.no_pivot {
             "move root file system and chroot (--no-pivot)"
@@ -370,7 +393,11 @@ pub fn plan(spec: &Spec, input: &PlanInput, labels: &mut Labels) -> Result<Rootf
         devices,
         kcore: Path::new("/proc/kcore").exists(),
         no_pivot: input.no_pivot,
-        readonly: spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false),
+        readonly: spec
+            .root()
+            .as_ref()
+            .and_then(|r| r.readonly())
+            .unwrap_or(false),
         masked: list(linux.masked_paths(), "linux.maskedPaths")?,
         readonly_paths: list(linux.readonly_paths(), "linux.readonlyPaths")?,
         sysctls,
@@ -403,7 +430,12 @@ const LOCKABLE: libc::c_ulong = libc::MS_NOSUID
 
 /// Remounts the bind mount at `target` with `flags`; where the kernel
 /// refuses to drop a locked flag, keeps the mount's current flags.
-fn bind_remount(target: &std::ffi::CStr, fd: RawFd, flags: libc::c_ulong, cleared: libc::c_ulong) -> sys::SysResult<()> {
+fn bind_remount(
+    target: &std::ffi::CStr,
+    fd: RawFd,
+    flags: libc::c_ulong,
+    cleared: libc::c_ulong,
+) -> sys::SysResult<()> {
     let base = libc::MS_BIND | libc::MS_REMOUNT;
     match sys::mount(None, target, None, base | flags, None) {
         Err(Errno::EPERM) => {
@@ -453,13 +485,22 @@ fn mount_one(root: RawFd, m: &MountStep) -> Result<(), Fail> {
             })
             .at(l)?;
             if bind_flags != 0 {
-                at_target(root, dest, k, |t, fd| bind_remount(t, fd, bind_flags, m.cleared)).at(l)?;
+                at_target(root, dest, k, |t, fd| {
+                    bind_remount(t, fd, bind_flags, m.cleared)
+                })
+                .at(l)?;
             }
         }
         MountKind::CgroupV1 { entries } => {
             let tmpfs_flags = m.flags & !libc::MS_RDONLY;
             at_target(root, dest, Kind::Dir, |t, _| {
-                sys::mount(Some(c"tmpfs"), t, Some(c"tmpfs"), tmpfs_flags, Some(c"mode=755"))
+                sys::mount(
+                    Some(c"tmpfs"),
+                    t,
+                    Some(c"tmpfs"),
+                    tmpfs_flags,
+                    Some(c"mode=755"),
+                )
             })
             .at(l)?;
             let sub_flags = bind_flags | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
@@ -468,8 +509,10 @@ fn mount_one(root: RawFd, m: &MountStep) -> Result<(), Fail> {
                     sys::mount(Some(host), t, None, libc::MS_BIND | libc::MS_REC, None)
                 })
                 .at(l)?;
-                at_target(root, sub, Kind::Dir, |t, fd| bind_remount(t, fd, sub_flags, m.cleared))
-                    .at(l)?;
+                at_target(root, sub, Kind::Dir, |t, fd| {
+                    bind_remount(t, fd, sub_flags, m.cleared)
+                })
+                .at(l)?;
             }
             if m.flags & libc::MS_RDONLY != 0 {
                 at_target(root, dest, Kind::Dir, |t, _| {
@@ -489,8 +532,10 @@ fn mount_one(root: RawFd, m: &MountStep) -> Result<(), Fail> {
                     sys::mount(Some(source), t, None, libc::MS_BIND | libc::MS_REC, None)
                 })
                 .at(l)?;
-                at_target(root, dest, Kind::Dir, |t, fd| bind_remount(t, fd, bind_flags, m.cleared))
-                    .at(l)?;
+                at_target(root, dest, Kind::Dir, |t, fd| {
+                    bind_remount(t, fd, bind_flags, m.cleared)
+                })
+                .at(l)?;
             }
         }
     }
@@ -516,7 +561,14 @@ fn propagate(target: &std::ffi::CStr, flags: &[libc::c_ulong]) -> sys::SysResult
 pub(crate) fn prepare(p: &RootfsPlan) -> Result<RawFd, Fail> {
     let l = p.labels.prepare;
     sys::mount(None, c"/", None, p.root_propagation, None).at(l)?;
-    sys::mount(Some(&p.rootfs), &p.rootfs, None, libc::MS_BIND | libc::MS_REC, None).at(l)?;
+    sys::mount(
+        Some(&p.rootfs),
+        &p.rootfs,
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )
+    .at(l)?;
     // pivot_root refuses a shared parent mount.
     match sys::mount(None, &p.parent_mount, None, libc::MS_PRIVATE, None) {
         Ok(()) | Err(Errno::EINVAL) => {}
@@ -607,13 +659,9 @@ impl AsOsStr for std::ffi::CStr {
 fn mask(path: &std::ffi::CStr) -> sys::SysResult<()> {
     match sys::mount(Some(c"/dev/null"), path, None, libc::MS_BIND, None) {
         Ok(()) | Err(Errno::ENOENT) => Ok(()),
-        Err(Errno::ENOTDIR) | Err(Errno::EISDIR) => sys::mount(
-            Some(c"tmpfs"),
-            path,
-            Some(c"tmpfs"),
-            libc::MS_RDONLY,
-            None,
-        ),
+        Err(Errno::ENOTDIR) | Err(Errno::EISDIR) => {
+            sys::mount(Some(c"tmpfs"), path, Some(c"tmpfs"), libc::MS_RDONLY, None)
+        }
         Err(e) => Err(e),
     }
 }
@@ -641,6 +689,9 @@ mod tests {
 
     #[test]
     fn finds_mount_point() {
-        assert_eq!(mount_point_of(Path::new("/proc/self")), PathBuf::from("/proc"));
+        assert_eq!(
+            mount_point_of(Path::new("/proc/self")),
+            PathBuf::from("/proc")
+        );
     }
 }

@@ -102,7 +102,9 @@ pub fn propagation(value: &str) -> Result<libc::c_ulong> {
         [f] => Ok(*f),
         _ => Err(Error::spec(
             "linux.rootfsPropagation",
-            format!("{value:?} is not one of private, shared, slave, unbindable and their r- forms"),
+            format!(
+                "{value:?} is not one of private, shared, slave, unbindable and their r- forms"
+            ),
         )),
     }
 }
@@ -138,14 +140,29 @@ mod tests {
             o.propagation,
             vec![libc::MS_PRIVATE | libc::MS_REC, libc::MS_SHARED]
         );
-        assert_eq!(p(&["rslave"]).propagation, vec![libc::MS_SLAVE | libc::MS_REC]);
-        assert_eq!(p(&["runbindable"]).propagation, vec![libc::MS_UNBINDABLE | libc::MS_REC]);
-        assert_eq!(p(&["rshared"]).propagation, vec![libc::MS_SHARED | libc::MS_REC]);
+        assert_eq!(
+            p(&["rslave"]).propagation,
+            vec![libc::MS_SLAVE | libc::MS_REC]
+        );
+        assert_eq!(
+            p(&["runbindable"]).propagation,
+            vec![libc::MS_UNBINDABLE | libc::MS_REC]
+        );
+        assert_eq!(
+            p(&["rshared"]).propagation,
+            vec![libc::MS_SHARED | libc::MS_REC]
+        );
     }
 
     #[test]
     fn rootfs_propagation_values() {
-        assert_eq!(propagation("rslave").unwrap(), libc::MS_SLAVE | libc::MS_REC);
-        assert!(propagation("sideways").unwrap_err().to_string().contains("rootfsPropagation"));
+        assert_eq!(
+            propagation("rslave").unwrap(),
+            libc::MS_SLAVE | libc::MS_REC
+        );
+        assert!(propagation("sideways")
+            .unwrap_err()
+            .to_string()
+            .contains("rootfsPropagation"));
     }
 }

@@ -199,7 +199,11 @@ mod tests {
         }
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
         // The absolute symlink target was re-rooted: created inside the root.
-        assert!(root.path().join(outside.path().strip_prefix("/").unwrap()).join("x/y").is_dir());
+        assert!(root
+            .path()
+            .join(outside.path().strip_prefix("/").unwrap())
+            .join("x/y")
+            .is_dir());
         assert!(root.path().join("z").is_file());
     }
 }

@@ -38,7 +38,10 @@ pub fn parse(text: &[u8]) -> Result<Spec> {
 /// between namespaces, mappings and sysctls.
 pub fn validate(spec: &Spec) -> Result<()> {
     if spec.root().is_none() {
-        return Err(Error::spec("root", "missing: a bundle needs a root file system"));
+        return Err(Error::spec(
+            "root",
+            "missing: a bundle needs a root file system",
+        ));
     }
     let process = spec
         .process()
@@ -54,7 +57,13 @@ pub fn validate(spec: &Spec) -> Result<()> {
             format!("{:?} is not an absolute path", process.cwd()),
         ));
     }
-    for (i, e) in process.env().as_deref().unwrap_or_default().iter().enumerate() {
+    for (i, e) in process
+        .env()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
         if !e.contains('=') || e.contains('\0') {
             return Err(Error::spec(
                 format!("process.env[{i}]"),
@@ -62,7 +71,13 @@ pub fn validate(spec: &Spec) -> Result<()> {
             ));
         }
     }
-    for (i, m) in spec.mounts().as_deref().unwrap_or_default().iter().enumerate() {
+    for (i, m) in spec
+        .mounts()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
         if !m.destination().is_absolute() {
             return Err(Error::spec(
                 format!("mounts[{i}].destination"),
@@ -116,13 +131,25 @@ pub fn validate(spec: &Spec) -> Result<()> {
         .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
     let maps = linux.uid_mappings().as_deref().unwrap_or_default().len()
         + linux.gid_mappings().as_deref().unwrap_or_default().len();
-    if new_user && linux.uid_mappings().as_deref().unwrap_or_default().is_empty() {
+    if new_user
+        && linux
+            .uid_mappings()
+            .as_deref()
+            .unwrap_or_default()
+            .is_empty()
+    {
         return Err(Error::spec(
             "linux.uidMappings",
             "a new user namespace needs uid and gid mappings",
         ));
     }
-    if new_user && linux.gid_mappings().as_deref().unwrap_or_default().is_empty() {
+    if new_user
+        && linux
+            .gid_mappings()
+            .as_deref()
+            .unwrap_or_default()
+            .is_empty()
+    {
         return Err(Error::spec(
             "linux.gidMappings",
             "a new user namespace needs uid and gid mappings",
@@ -203,7 +230,11 @@ fn check_sysctl(key: &str, has: &dyn Fn(LinuxNamespaceType) -> bool) -> Result<(
 
 /// The bundle's root file system as an absolute path.
 pub fn rootfs_path(bundle: &Path, spec: &Spec) -> PathBuf {
-    let root = spec.root().as_ref().map(|r| r.path().clone()).unwrap_or_default();
+    let root = spec
+        .root()
+        .as_ref()
+        .map(|r| r.path().clone())
+        .unwrap_or_default();
     if root.is_absolute() {
         root
     } else {
