@@ -105,7 +105,8 @@ fn unknown_filesystem_type() {
     let t = berth();
     let mut b = t.bundle(&["true"]);
     b.mount("nosuchfs", "none", "/x", &[]);
-    create_fails(&t, &b, &["/x"], &["mounts[6]", "nosuchfs"]);
+    // runc names the destination, Berth the field and the type.
+    create_fails(&t, &b, &[], &["mounts[6]", "nosuchfs"]);
 }
 
 #[test]

@@ -128,6 +128,25 @@ pub(crate) fn cloexec_from(first: u32) -> SysResult<()> {
     check(ret).map(drop)
 }
 
+/// Closes every descriptor from `first` up except those in `keep`
+/// (close_range(2) over the gaps; `keep` is sorted in place).
+pub(crate) fn close_all_but(first: RawFd, keep: &mut [RawFd]) {
+    keep.sort_unstable();
+    let mut lo = first;
+    for &k in keep.iter() {
+        if k < lo {
+            continue;
+        }
+        if k > lo {
+            // SAFETY: close_range takes plain integers.
+            unsafe { libc::syscall(libc::SYS_close_range, lo as u32, (k - 1) as u32, 0) };
+        }
+        lo = k + 1;
+    }
+    // SAFETY: as above.
+    unsafe { libc::syscall(libc::SYS_close_range, lo as u32, u32::MAX, 0) };
+}
+
 /// pidfd_open(2).
 pub(crate) fn pidfd_open(pid: libc::pid_t) -> SysResult<RawFd> {
     // SAFETY: plain integer arguments.
@@ -331,6 +350,26 @@ pub(crate) fn join_session_keyring(name: &CStr) -> SysResult<()> {
     let ret =
         unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
     check(ret).map(drop)
+}
+
+/// setresuid(2) as a raw system call. glibc's wrapper broadcasts the change
+/// to every thread it believes exists, which after a raw clone in a
+/// threaded host are threads the child does not have: it would wait forever.
+pub(crate) fn setresuid(uid: libc::uid_t) -> SysResult<()> {
+    // SAFETY: plain integer arguments.
+    check(unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) }).map(drop)
+}
+
+/// setresgid(2) as a raw system call (see [`setresuid`]).
+pub(crate) fn setresgid(gid: libc::gid_t) -> SysResult<()> {
+    // SAFETY: plain integer arguments.
+    check(unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) }).map(drop)
+}
+
+/// setgroups(2) as a raw system call (see [`setresuid`]).
+pub(crate) fn setgroups(groups: &[libc::gid_t]) -> SysResult<()> {
+    // SAFETY: pointer and length describe `groups`.
+    check(unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) }).map(drop)
 }
 
 /// setns(2).

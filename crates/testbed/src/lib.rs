@@ -33,7 +33,7 @@ pub use leak::{
     parse_mountinfo, MountInfo,
 };
 pub use runner::{exit_code, pass_fds, wait_within, Berth, Output, COMMAND_TIMEOUT, RUNTIME_VAR};
-pub use sandbox::{mark_process, unique, Sandbox, Watchdog, CGROUP_PARENT};
+pub use sandbox::{unique, Sandbox, Watchdog, CGROUP_PARENT};
 
 pub use libc;
 pub use nix;

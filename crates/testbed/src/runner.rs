@@ -24,7 +24,7 @@ use crate::sandbox::Sandbox;
 pub const RUNTIME_VAR: &str = "BERTH_TEST_RUNTIME";
 
 /// How long one runtime command may take before the test fails.
-pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The result of one runtime command.
 #[derive(Clone, Debug)]

@@ -17,7 +17,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 
-use crate::bundle::{Bundle, MARK_VAR};
+use crate::bundle::Bundle;
 use crate::leak;
 
 /// The cgroup parent every test container lives under.
@@ -56,24 +56,11 @@ pub fn unique() -> String {
     format!("{}-{n}-{t:x}", std::process::id())
 }
 
-/// Puts a mark in this process's own environment, for tests that create
-/// containers in-process through the library: the processes it clones
-/// and never execs inherit the environment, so leak checks can find them
-/// (attributed to a sandbox by thread name). Call it before the first
-/// container is made.
-pub fn mark_process() -> &'static str {
-    static MARK: OnceLock<String> = OnceLock::new();
-    MARK.get_or_init(|| {
-        let mark = format!("bt-proc-{}", std::process::id());
-        std::env::set_var(MARK_VAR, &mark);
-        mark
-    })
-}
-
-fn process_mark() -> Option<String> {
-    std::env::var(MARK_VAR)
-        .ok()
-        .filter(|m| m.starts_with("bt-proc-"))
+/// This process's command line: processes the library clones from a test
+/// and never execs keep it, which is how leak checks find them.
+fn own_cmdline() -> &'static [u8] {
+    static CMDLINE: OnceLock<Vec<u8>> = OnceLock::new();
+    CMDLINE.get_or_init(|| fs::read("/proc/self/cmdline").unwrap_or_default())
 }
 
 fn comm_of(pid: i32) -> String {
@@ -291,15 +278,20 @@ pub struct Watchdog {
 }
 
 impl Inner {
-    /// Processes cloned from this test process (marked by
-    /// [`mark_process`]) by this sandbox's thread.
+    /// Processes cloned from this test process without exec (same
+    /// command line) by this sandbox's thread (same `comm`).
     fn cloned_pids(&self) -> Vec<i32> {
-        let Some(pm) = process_mark() else {
+        if self.comm.is_empty() {
+            return Vec::new();
+        }
+        let me = std::process::id() as i32;
+        let Ok(rd) = fs::read_dir("/proc") else {
             return Vec::new();
         };
-        leak::marked_pids(&[pm], None)
-            .into_iter()
-            .filter(|&p| !self.comm.is_empty() && comm_of(p) == self.comm)
+        rd.flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|&p| p != me && comm_of(p) == self.comm)
+            .filter(|&p| fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c == own_cmdline()))
             .collect()
     }
 
@@ -560,6 +552,25 @@ mod tests {
         assert!(msg.contains(&format!("mount {}", mp.display())), "{msg}");
         assert!(!cg.exists());
         assert!(!dir.exists());
+    }
+
+    #[test]
+    fn unexeced_clones_of_the_test_thread_are_found() {
+        let sb = Sandbox::new();
+        // SAFETY: the child only calls pause(2) and _exit(2), both
+        // async-signal-safe, so forking a multi-threaded process is sound.
+        let pid = unsafe {
+            match libc::fork() {
+                0 => loop {
+                    libc::pause();
+                },
+                p => p,
+            }
+        };
+        assert!(pid > 0);
+        let msg = drop_panics(sb);
+        assert!(msg.contains(&format!("process {pid} ")), "{msg}");
+        assert!(!Path::new(&format!("/proc/{pid}")).exists());
     }
 
     #[test]

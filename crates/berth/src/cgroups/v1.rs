@@ -145,6 +145,61 @@ pub(super) fn apply(dirs: &[Dir], r: &LinuxResources) -> Result<()> {
     if let Some(pids) = r.pids() {
         set_pids(dirs, pids)?;
     }
+    set_devices(dirs, r.devices().as_deref().unwrap_or_default())?;
+    Ok(())
+}
+
+/// Devices every container may use, after the config's own rules (runc's
+/// list): mknod of anything, and the default device nodes, ptys and tun.
+const ALLOWED_DEVICES: [&str; 11] = [
+    "c *:* m",
+    "b *:* m",
+    "c 1:3 rwm",
+    "c 1:8 rwm",
+    "c 1:7 rwm",
+    "c 5:0 rwm",
+    "c 1:5 rwm",
+    "c 1:9 rwm",
+    "c 136:* rwm",
+    "c 5:2 rwm",
+    "c 10:200 rwm",
+];
+
+/// The device allow/deny list (v1 devices controller): everything denied,
+/// then `linux.resources.devices` in order, then [`ALLOWED_DEVICES`].
+fn set_devices(dirs: &[Dir], rules: &[oci_spec::runtime::LinuxDeviceCgroup]) -> Result<()> {
+    let Some(dir) = dir_of(dirs, "devices") else {
+        return Ok(());
+    };
+    fs::write(dir, "devices.deny", "a")?;
+    for rule in rules {
+        use oci_spec::runtime::LinuxDeviceType as T;
+        let typ = match rule.typ() {
+            None | Some(T::A) => "a",
+            Some(T::B) => "b",
+            Some(_) => "c",
+        };
+        let num = |n: Option<i64>| n.map_or("*".to_string(), |n| n.to_string());
+        let value = if typ == "a" {
+            "a".to_string()
+        } else {
+            format!(
+                "{typ} {}:{} {}",
+                num(rule.major()),
+                num(rule.minor()),
+                rule.access().as_deref().unwrap_or("rwm")
+            )
+        };
+        let file = if rule.allow() {
+            "devices.allow"
+        } else {
+            "devices.deny"
+        };
+        fs::write(dir, file, &value)?;
+    }
+    for value in ALLOWED_DEVICES {
+        fs::write(dir, "devices.allow", value)?;
+    }
     Ok(())
 }
 

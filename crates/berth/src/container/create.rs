@@ -66,7 +66,8 @@ impl Undo {
     }
 }
 
-/// `p` made absolute against the working directory, `.` components dropped.
+/// `p` made absolute against the working directory and cleaned lexically
+/// (`.` and `..` removed), as runc does with the bundle path.
 fn absolute(p: &Path) -> Result<PathBuf> {
     let p = if p.is_absolute() {
         p.to_path_buf()
@@ -74,7 +75,17 @@ fn absolute(p: &Path) -> Result<PathBuf> {
         let cwd = std::env::current_dir().map_err(|e| Error::io("getcwd", ".", e))?;
         cwd.join(p)
     };
-    Ok(p.components().collect())
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    Ok(out)
 }
 
 pub(super) fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<Container> {
@@ -248,14 +259,24 @@ pub(super) fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<Con
         start: listener.as_raw_fd(),
     };
     let parent_raw = parent_end.as_raw_fd();
-    // Descriptors of the runtime's own that the setup processes must not
-    // keep: the lock (held until the init execs otherwise) and the
-    // state directory.
+    // The setup processes keep only what the plan needs: in a threaded
+    // host, any other descriptor may be another container's lock (held
+    // until our init execs) or a file the host never meant to share.
+    let mut keep: Vec<RawFd> = vec![fds.sync, fds.start];
+    keep.extend(plan.namespaces.join.iter().map(|j| j.fd.as_raw_fd()));
+    keep.extend(plan.process.console_socket.as_ref().map(|s| s.as_raw_fd()));
+    let first_closed = 3 + plan.process.preserve_fds as RawFd;
     let runtime_fds = [parent_raw, lock.raw_fd(), dirfd.as_raw_fd()];
     let stage1 =
         sys::clone_fork(0).map_err(|e| Error::sys("clone the container's setup process", e))?;
     if stage1 == 0 {
-        child_entry(&plan, fds, &runtime_fds, &mut hook_buf);
+        child_entry(
+            &plan,
+            fds,
+            &runtime_fds,
+            (first_closed, &mut keep),
+            &mut hook_buf,
+        );
     }
     undo.stage1 = Some(stage1);
     drop(child_end);
@@ -325,10 +346,21 @@ pub(super) fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<Con
 
 /// The child side of clone: drop the runtime's descriptors, reset
 /// signal state inherited from the host, then stage 1.
-fn child_entry(plan: &Plan, fds: ChildFds, runtime_fds: &[RawFd], hook_buf: &mut [u8]) -> ! {
+fn child_entry(
+    plan: &Plan,
+    fds: ChildFds,
+    runtime_fds: &[RawFd],
+    (first_closed, keep): (RawFd, &mut [RawFd]),
+    hook_buf: &mut [u8],
+) -> ! {
+    // Preserved descriptors (3..first_closed) may be the runtime's own
+    // numbers: close those explicitly, the rest by range.
     for &fd in runtime_fds {
-        sys::close(fd);
+        if !keep.contains(&fd) {
+            sys::close(fd);
+        }
     }
+    sys::close_all_but(first_closed, keep);
     reset_signals();
     init::stage1(plan, fds, hook_buf)
 }

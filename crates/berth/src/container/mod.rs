@@ -252,6 +252,16 @@ impl Container {
         }
     }
 
+    /// Takes the container's lock, then checks it still exists: a command
+    /// that waited for the lock may find the container deleted meanwhile.
+    fn lock(&self) -> Result<Lock> {
+        let lock = Lock::acquire(&self.dir, self.id())?;
+        if !self.dir.join(state::STATE_FILE).exists() {
+            return Err(Error::NotFound(self.id().to_string()));
+        }
+        Ok(lock)
+    }
+
     /// The OCI state document given to hooks.
     fn hook_state(&self, status: Status) -> Vec<u8> {
         hook_state_json(&self.saved, status)
@@ -263,7 +273,7 @@ impl Container {
 
     /// Starts the user program; returns once it has been exec'd.
     pub fn start(&self) -> Result<()> {
-        let _lock = Lock::acquire(&self.dir, self.id())?;
+        let _lock = self.lock()?;
         let status = self.status();
         if status != Status::Created {
             return Err(Error::InvalidState {
@@ -325,7 +335,7 @@ impl Container {
     /// Sends `signal` to the init, or with `all` to every process in the
     /// container's cgroup.
     pub fn kill(&self, signal: i32, all: bool) -> Result<()> {
-        let _lock = Lock::acquire(&self.dir, self.id())?;
+        let _lock = self.lock()?;
         self.kill_locked(signal, all)
     }
 
@@ -382,7 +392,7 @@ impl Container {
     /// Deletes the container: its cgroup, its state, after the poststop
     /// hooks. A running container needs `force` (it is killed first).
     pub fn delete(self, force: bool) -> Result<()> {
-        let _lock = Lock::acquire(&self.dir, self.id())?;
+        let _lock = self.lock()?;
         let status = self.status();
         match status {
             Status::Stopped => {}

@@ -63,8 +63,8 @@ fn stage1_inner(plan: &Plan, fds: ChildFds, hook_buf: &mut [u8]) -> Result<(), F
     .at(l.fork)?;
     expect(fds.sync, sync::CONTINUE).at(l.fork)?;
     if ns.new_user {
-        nix::unistd::setresgid(0.into(), 0.into(), 0.into()).at(l.root)?;
-        nix::unistd::setresuid(0.into(), 0.into(), 0.into()).at(l.root)?;
+        sys::setresgid(0).at(l.root)?;
+        sys::setresuid(0).at(l.root)?;
         // Changing credentials made us non-dumpable, which hands our
         // /proc/self files to the host's root, unmapped here.
         sys::prctl(libc::PR_SET_DUMPABLE, 1, 0).at(l.root)?;
@@ -338,13 +338,7 @@ fn credentials(p: &ProcessPlan) -> Result<(), Fail> {
         }
     }
     if p.set_groups {
-        // SAFETY: pointer and length describe `groups`.
-        if unsafe { libc::setgroups(p.groups.len(), p.groups.as_ptr()) } != 0 {
-            return Err(Fail {
-                label: l.groups,
-                errno: Errno::last(),
-            });
-        }
+        sys::setgroups(&p.groups).at(l.groups)?;
     }
     for cap in 0..=p.last_cap {
         if p.caps.bounding & (1u64 << cap) == 0 {
@@ -360,8 +354,8 @@ fn credentials(p: &ProcessPlan) -> Result<(), Fail> {
         }
     }
     sys::prctl(libc::PR_SET_KEEPCAPS, 1, 0).at(l.caps)?;
-    nix::unistd::setresgid(p.gid.into(), p.gid.into(), p.gid.into()).at(l.user)?;
-    nix::unistd::setresuid(p.uid.into(), p.uid.into(), p.uid.into()).at(l.user)?;
+    sys::setresgid(p.gid).at(l.user)?;
+    sys::setresuid(p.uid).at(l.user)?;
     sys::prctl(libc::PR_SET_KEEPCAPS, 0, 0).at(l.caps)?;
     // Try the working directory while still privileged; again below after
     // the capabilities drop, where it must work as the user.

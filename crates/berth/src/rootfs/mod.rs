@@ -294,7 +294,10 @@ pub fn plan(spec: &Spec, input: &PlanInput, labels: &mut Labels) -> Result<Rootf
             if !fs_types.iter().any(|t| *t == typ) {
                 return Err(Error::spec(
                     format!("{field}.type"),
-                    format!("unknown file system type {typ:?} (not in /proc/filesystems)"),
+                    format!(
+                        "unknown file system type {typ:?} for {} (not in /proc/filesystems)",
+                        m.destination().display()
+                    ),
                 ));
             }
             let source = m.source().clone().unwrap_or_else(|| PathBuf::from(&typ));
@@ -596,9 +599,9 @@ pub(crate) fn pivot(p: &RootfsPlan) -> Result<(), Fail> {
         nix::unistd::chroot(c".").at(l)?;
     } else {
         sys::pivot_root(c".", c".").at(l)?;
-        // The old root is stacked under the new one: detach it without
-        // letting the unmount propagate to the host.
-        sys::mount(None, c".", None, libc::MS_SLAVE | libc::MS_REC, None).at(l)?;
+        // The old root is stacked on the new one. It is already a slave
+        // (or private) since `prepare`, so detaching it cannot propagate to
+        // the host.
         nix::mount::umount2(c".", nix::mount::MntFlags::MNT_DETACH).at(l)?;
     }
     nix::unistd::chdir(c"/").at(l)?;

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs Berth's whole test suite: unit tests and real containers (as root).
+# Installs what the tests need when it is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+need=()
+{ [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || need+=(busybox-static)
+command -v runc >/dev/null || need+=(runc)
+command -v crun >/dev/null || need+=(crun)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 || {
+    apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
+  }
+fi
+cargo test --workspace -- --test-threads 2
