@@ -291,7 +291,7 @@ pub fn plan(spec: &Spec, input: &PlanInput, labels: &mut Labels) -> Result<Rootf
             if typ.is_empty() {
                 return Err(Error::spec(format!("{field}.type"), "missing"));
             }
-            if !fs_types.iter().any(|t| *t == typ) {
+            if !fs_types.contains(&typ) {
                 return Err(Error::spec(
                     format!("{field}.type"),
                     format!(
