@@ -6,8 +6,6 @@
 mod common;
 
 use std::os::unix::fs::MetadataExt;
-use std::process::Command;
-use std::time::Duration;
 
 use common::*;
 
@@ -243,20 +241,10 @@ fn joining_another_containers_namespaces() {
 #[test]
 fn joining_a_named_network_namespace() {
     let t = berth();
-    let name = format!("berth-{}", t.tag());
-    let add = Command::new("ip")
-        .args(["netns", "add", &name])
-        .status()
-        .unwrap();
-    assert!(add.success(), "ip netns add {name}");
-    let del = name.clone();
-    t.on_drop(move || {
-        let _ = Command::new("ip").args(["netns", "delete", &del]).status();
-    });
-    let path = format!("/run/netns/{name}");
+    let path = t.netns();
     let ino = std::fs::metadata(&path).unwrap().ino();
     let mut b = t.bundle(&["true"]);
-    b.namespace("network", Some(&path));
+    b.namespace("network", Some(path.to_str().unwrap()));
     let o = run_sh(
         &t,
         &mut b,
@@ -264,7 +252,6 @@ fn joining_a_named_network_namespace() {
     );
     let lines = o.lines();
     assert_eq!(lines[0], format!("net:[{ino}]"));
-    // A fresh namespace from `ip netns add` has only the loopback device.
+    // A fresh namespace has only the loopback device.
     assert_eq!(lines[1], "1");
-    let _ = Duration::ZERO;
 }

@@ -8,7 +8,7 @@
 //! prepared [`ChildHook`], because they must resolve inside the container.
 
 use std::ffi::CString;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
@@ -75,7 +75,11 @@ pub fn run(
             cmd.env(k, v);
         }
     }
-    cmd.stdin(Stdio::piped())
+    // stdin is a socket, not a pipe: writing to a hook that exits without
+    // reading must be EPIPE for us, never a SIGPIPE that ends the caller.
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+        .map_err(|e| fail(format!("cannot make its stdin: {e}")))?;
+    cmd.stdin(Stdio::from(OwnedFd::from(theirs)))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let ns: Vec<(libc::c_int, libc::c_int)> = namespaces
@@ -95,10 +99,10 @@ pub fn run(
         }
     }
     let mut child = cmd.spawn().map_err(|e| fail(format!("cannot run: {e}")))?;
-    // A hook may exit without reading its stdin: a broken pipe is fine.
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(state);
-    }
+    drop(cmd);
+    // A hook may exit without reading its stdin: that is fine.
+    let _ = send_all(&ours, state);
+    drop(ours);
     let out = child.stdout.take().map(drain);
     let err = child.stderr.take().map(drain);
     let deadline = hook
@@ -135,6 +139,18 @@ pub fn run(
         stdout.trim_end(),
         stderr.trim_end()
     )))
+}
+
+fn send_all(sock: &std::os::unix::net::UnixStream, mut data: &[u8]) -> std::io::Result<()> {
+    use nix::sys::socket::{send, MsgFlags};
+    while !data.is_empty() {
+        match send(sock.as_raw_fd(), data, MsgFlags::MSG_NOSIGNAL) {
+            Ok(n) => data = &data[n..],
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {

@@ -187,6 +187,21 @@ pub(crate) fn write_all(fd: RawFd, mut buf: &[u8]) -> SysResult<()> {
     Ok(())
 }
 
+/// send(2) of the whole buffer with MSG_NOSIGNAL: a closed peer is EPIPE,
+/// never SIGPIPE.
+pub(crate) fn send_all(fd: RawFd, mut buf: &[u8]) -> SysResult<()> {
+    while !buf.is_empty() {
+        // SAFETY: `buf` is a valid slice for its length.
+        let ret = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
+        match check(ret as libc::c_long) {
+            Ok(n) => buf = &buf[n as usize..],
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// read(2) retrying on EINTR. Returns 0 at end of file.
 pub(crate) fn read(fd: RawFd, buf: &mut [u8]) -> SysResult<usize> {
     loop {

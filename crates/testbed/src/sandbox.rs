@@ -201,6 +201,34 @@ impl Sandbox {
         Ok(())
     }
 
+    /// A new network namespace pinned by a bind mount on a file in the
+    /// sandbox (what `ip netns add` does under /run/netns), for configs
+    /// that join a namespace by path. Unmounted with the sandbox.
+    pub fn netns(&self) -> PathBuf {
+        let dir = self.inner.dir.join(format!("netns-{}", self.next()));
+        self.mount_tmpfs(&dir, "size=64k,mode=755")
+            .unwrap_or_else(|e| panic!("tmpfs on {}: {e}", dir.display()));
+        // An nsfs file cannot be bind-mounted into a shared mount.
+        nix::mount::mount(
+            None::<&str>,
+            &dir,
+            None::<&str>,
+            nix::mount::MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .unwrap_or_else(|e| panic!("make {} private: {e}", dir.display()));
+        let file = dir.join("net");
+        fs::File::create(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let ok = std::process::Command::new("unshare")
+            .arg(format!("--net={}", file.display()))
+            .arg("true")
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "unshare --net={} true failed", file.display());
+        self.inner.own_mounts.lock().unwrap().push(file.clone());
+        file
+    }
+
     /// Runs `f` when the sandbox is dropped (before the directory goes),
     /// e.g. to delete a network namespace the test made.
     pub fn on_drop(&self, f: impl FnOnce() + Send + 'static) {

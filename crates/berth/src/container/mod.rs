@@ -7,7 +7,7 @@ mod create;
 pub mod state;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -290,7 +290,10 @@ impl Container {
             .is_some_and(|s| !crate::hooks::hooks_of(s, "startContainer").is_empty());
         if has_start_hooks {
             // The init reads the state for its startContainer hooks.
-            let _ = conn.write_all(&self.hook_state(Status::Created));
+            let _ = crate::sys::send_all(
+                std::os::fd::AsRawFd::as_raw_fd(&conn),
+                &self.hook_state(Status::Created),
+            );
         }
         let _ = conn.shutdown(std::net::Shutdown::Write);
         let _ = std::fs::remove_file(self.dir.join(state::START_SOCKET));

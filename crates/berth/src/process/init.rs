@@ -197,9 +197,19 @@ fn read_to_end(fd: RawFd, buf: &mut [u8]) -> Result<usize, Errno> {
 
 /// Runs one startContainer hook: state on stdin, killed at its timeout.
 fn run_child_hook(h: &ChildHook, state: &[u8]) -> Result<(), Errno> {
+    // A socket pair rather than a pipe: a hook that exits without reading
+    // gives EPIPE (MSG_NOSIGNAL), not a SIGPIPE that would kill the init.
     let mut pipe = [0 as libc::c_int; 2];
     // SAFETY: `pipe` has room for two descriptors.
-    if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            pipe.as_mut_ptr(),
+        )
+    } != 0
+    {
         return Err(Errno::last());
     }
     let pid = sys::clone_fork(0)?;
@@ -212,7 +222,7 @@ fn run_child_hook(h: &ChildHook, state: &[u8]) -> Result<(), Errno> {
         sys::exit_now(127);
     }
     sys::close(pipe[0]);
-    let _ = sys::write_all(pipe[1], state);
+    let _ = sys::send_all(pipe[1], state);
     sys::close(pipe[1]);
     let pidfd = sys::pidfd_open(pid)?;
     let done = sys::poll_readable(pidfd, h.timeout_ms);

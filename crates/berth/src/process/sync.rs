@@ -48,7 +48,7 @@ pub fn send(fd: RawFd, m: Msg) -> Result<(), Errno> {
     buf[..4].copy_from_slice(&m.tag.to_ne_bytes());
     buf[4..8].copy_from_slice(&m.a.to_ne_bytes());
     buf[8..].copy_from_slice(&m.b.to_ne_bytes());
-    sys::write_all(fd, &buf)
+    sys::send_all(fd, &buf)
 }
 
 /// Receives a message; `Ok(None)` when the other side has gone.
