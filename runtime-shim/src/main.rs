@@ -30,10 +30,28 @@ fn main() {
     match commands::dispatch(cli) {
         Ok(status) => exit(status),
         Err(e) => {
-            report(&format!("{e:#}"), sink);
+            report(&message(&e), sink);
             exit(1)
         }
     }
+}
+
+/// The error and its causes on one line, like `{:#}`, but without repeating
+/// a cause the message before it already spells out (library errors name
+/// their cause in their own text).
+fn message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// The Rust runtime ignores SIGPIPE, and an ignored signal stays ignored
@@ -104,5 +122,24 @@ mod tests {
             one_line(&e.to_string()),
             "unexpected argument '--bogus' found"
         );
+    }
+}
+
+#[cfg(test)]
+mod message_tests {
+    use super::message;
+
+    #[test]
+    fn causes_already_in_the_message_are_not_repeated() {
+        let io = std::io::Error::from_raw_os_error(libc::ENOENT);
+        let lib = berth::Error::Io {
+            op: "read",
+            path: "/x".into(),
+            source: io,
+        };
+        let e = anyhow::Error::new(lib).context("start c1");
+        let m = message(&e);
+        assert_eq!(m.matches("No such file").count(), 1, "{m}");
+        assert!(m.starts_with("start c1: read /x: "), "{m}");
     }
 }

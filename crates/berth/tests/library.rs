@@ -4,6 +4,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Once};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -27,7 +28,7 @@ fn setup() -> (Sandbox, Runtime, Watchdog) {
     subreaper();
     let sb = Sandbox::new();
     let rt = Runtime::new(sb.root());
-    let w = sb.watchdog(Duration::from_secs(150));
+    let w = sb.watchdog(Duration::from_secs(200));
     (sb, rt, w)
 }
 
@@ -279,9 +280,13 @@ fn signals_parse_by_name_and_number() {
     }
 }
 
-/// One thread's share of the concurrency test: `rounds` full lifecycles.
-fn cycle(rt: &Runtime, bundle: &Path, ids: &[String]) -> Result<(), String> {
+/// One thread's share of the concurrency test: a full lifecycle per id,
+/// until `stop` is set.
+fn cycle(rt: &Runtime, bundle: &Path, ids: &[String], stop: &AtomicBool) -> Result<(), String> {
     for id in ids {
+        if stop.load(Ordering::SeqCst) {
+            return Err("stopped".into());
+        }
         let c = rt
             .create(id, &CreateOptions::new(bundle))
             .map_err(|e| format!("create {id}: {e}"))?;
@@ -310,30 +315,55 @@ fn cycle(rt: &Runtime, bundle: &Path, ids: &[String]) -> Result<(), String> {
 fn eight_threads_at_once() {
     const THREADS: usize = 8;
     const ROUNDS: usize = 3;
+    const LIMIT: Duration = Duration::from_secs(120);
     let (sb, rt, _w) = setup();
     let rt = Arc::new(rt);
+    let stop = Arc::new(AtomicBool::new(false));
     let bundles: Vec<Bundle> = (0..THREADS)
         .map(|_| sb.bundle(&["sleep", "1000"]))
         .collect();
     let (tx, rx) = mpsc::channel();
     for (n, b) in bundles.iter().enumerate() {
         let ids: Vec<String> = (0..ROUNDS).map(|_| sb.id(&format!("t{n}"))).collect();
-        let (rt, tx, path) = (Arc::clone(&rt), tx.clone(), b.path().to_path_buf());
+        let (rt, tx, stop) = (Arc::clone(&rt), tx.clone(), Arc::clone(&stop));
+        let path = b.path().to_path_buf();
         // Detached threads: a deadlock must fail the test, not hang it.
         thread::spawn(move || {
-            let _ = tx.send((n, cycle(&rt, &path, &ids)));
+            let _ = tx.send((n, cycle(&rt, &path, &ids, &stop)));
         });
     }
     drop(tx);
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + LIMIT;
     let mut failures = Vec::new();
-    for _ in 0..THREADS {
+    let mut done = 0;
+    while done < THREADS {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
-            Ok((_, Ok(()))) => {}
-            Ok((n, Err(e))) => failures.push(format!("thread {n}: {e}")),
-            Err(_) => panic!("threads did not finish within 120 s (deadlock?)"),
+            Ok((_, Ok(()))) => done += 1,
+            Ok((n, Err(e))) => {
+                done += 1;
+                failures.push(format!("thread {n}: {e}"));
+            }
+            Err(_) => break,
         }
+    }
+    if done < THREADS {
+        // Unblock the stuck threads and let them stop before the sandbox
+        // is cleaned up, so none creates a container after that.
+        stop.store(true, Ordering::SeqCst);
+        sb.kill_processes();
+        let grace = Instant::now() + Duration::from_secs(30);
+        while done < THREADS {
+            let left = grace.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(_) => done += 1,
+                Err(_) => break,
+            }
+        }
+        panic!(
+            "{} of {THREADS} threads did not finish within {LIMIT:?} (deadlock?); others: {failures:?}",
+            THREADS - done
+        );
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     for b in &bundles {

@@ -275,6 +275,13 @@ impl Sandbox {
         }
     }
 
+    /// SIGKILLs every process of the sandbox now (marked, cloned from this
+    /// test's thread, or in one of its cgroups); returns what would not
+    /// die. For tests that must unblock their own threads before failing.
+    pub fn kill_processes(&self) -> Vec<String> {
+        self.inner.kill_processes()
+    }
+
     /// Guards against a hung test: if not dropped within `limit`, kills
     /// every process of the sandbox (which usually unblocks the test so it
     /// fails normally) and, if the test is still stuck 30 s later, aborts
