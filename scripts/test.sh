@@ -14,4 +14,4 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
   }
 fi
-cargo test --workspace -- --test-threads 2
+cargo test --workspace --no-fail-fast -- --test-threads 2

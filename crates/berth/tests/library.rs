@@ -315,7 +315,7 @@ fn cycle(rt: &Runtime, bundle: &Path, ids: &[String], stop: &AtomicBool) -> Resu
 fn eight_threads_at_once() {
     const THREADS: usize = 8;
     const ROUNDS: usize = 3;
-    const LIMIT: Duration = Duration::from_secs(120);
+    const LIMIT: Duration = Duration::from_secs(60);
     let (sb, rt, _w) = setup();
     let rt = Arc::new(rt);
     let stop = Arc::new(AtomicBool::new(false));

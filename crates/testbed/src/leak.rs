@@ -218,19 +218,13 @@ pub fn leaks(
     found
 }
 
-/// Polls [`leaks`] for up to `patience` (processes take a moment to die
-/// after SIGKILL) and returns what is still there.
-pub fn leaks_settled(
-    root: &Path,
-    id: &str,
-    cgroups_path: &str,
-    bundle: &Path,
-    marks: &[String],
-    patience: Duration,
-) -> Vec<String> {
+/// Calls `find` until it reports nothing or `patience` has passed (killed
+/// processes and emptied cgroups take a moment to go) and returns its last
+/// answer.
+pub fn settle(patience: Duration, mut find: impl FnMut() -> Vec<String>) -> Vec<String> {
     let until = Instant::now() + patience;
     loop {
-        let found = leaks(root, id, cgroups_path, bundle, marks);
+        let found = find();
         if found.is_empty() || Instant::now() >= until {
             return found;
         }
@@ -242,14 +236,9 @@ pub fn leaks_settled(
 /// dir in any hierarchy, no mount under `bundle`, no process marked with
 /// one of `marks`.
 pub fn leak_check(root: &Path, id: &str, cgroups_path: &str, bundle: &Path, marks: &[String]) {
-    let found = leaks_settled(
-        root,
-        id,
-        cgroups_path,
-        bundle,
-        marks,
-        Duration::from_secs(3),
-    );
+    let found = settle(Duration::from_secs(3), || {
+        leaks(root, id, cgroups_path, bundle, marks)
+    });
     assert!(
         found.is_empty(),
         "container {id} left behind:\n  {}",

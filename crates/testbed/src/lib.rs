@@ -39,7 +39,7 @@ pub use busybox::{applets, ensure_busybox, is_static_elf};
 pub use console::{read_pty, ConsoleSocket};
 pub use leak::{
     cgroup_dirs, cgroup_mounts, host_mounts, leak_check, leaks, marked_pids, mounts_under,
-    parse_mountinfo, MountInfo,
+    parse_mountinfo, settle, MountInfo,
 };
 pub use runner::{exit_code, pass_fds, wait_within, Berth, Output, COMMAND_TIMEOUT, RUNTIME_VAR};
 pub use sandbox::{unique, Sandbox, Watchdog, CGROUP_PARENT};

@@ -35,7 +35,9 @@ struct Inner {
     dir: PathBuf,
     root: PathBuf,
     /// The creating thread's name as the kernel keeps it (`comm`, 15
-    /// bytes): processes cloned by the library without exec carry it.
+    /// bytes): processes cloned by the library without exec carry it. Tests
+    /// whose names share their first 15 bytes and run at the same time
+    /// cannot be told apart this way.
     comm: String,
     next: AtomicUsize,
     ids: Mutex<Vec<String>>,
@@ -240,8 +242,7 @@ impl Sandbox {
     #[track_caller]
     pub fn leak_check(&self, id: &str, bundle: &Bundle) {
         let marks = [self.mark_for(id), bundle.mark().to_string()];
-        let until = Instant::now() + Duration::from_secs(3);
-        loop {
+        let found = leak::settle(Duration::from_secs(3), || {
             let mut found = leak::leaks(
                 &self.inner.root,
                 id,
@@ -252,27 +253,19 @@ impl Sandbox {
             for pid in self.inner.cloned_pids() {
                 found.push(format!("process {pid} ({}) still runs", leak::cmdline(pid)));
             }
-            if found.is_empty() {
-                return;
-            }
-            if Instant::now() >= until {
-                panic!("container {id} left behind:\n  {}", found.join("\n  "));
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
+            found
+        });
+        assert!(
+            found.is_empty(),
+            "container {id} left behind:\n  {}",
+            found.join("\n  ")
+        );
     }
 
     /// Everything the sandbox's containers left behind; waits up to
     /// `patience` for dying processes.
     pub fn leaks(&self, patience: Duration) -> Vec<String> {
-        let until = Instant::now() + patience;
-        loop {
-            let found = self.inner.leaks_now();
-            if found.is_empty() || Instant::now() >= until {
-                return found;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
+        leak::settle(patience, || self.inner.leaks_now())
     }
 
     /// SIGKILLs every process of the sandbox now (marked, cloned from this
@@ -591,21 +584,31 @@ mod tests {
 
     #[test]
     fn unexeced_clones_of_the_test_thread_are_found() {
-        let sb = Sandbox::new();
-        // SAFETY: the child only calls pause(2) and _exit(2), both
-        // async-signal-safe, so forking a multi-threaded process is sound.
-        let pid = unsafe {
-            match libc::fork() {
-                0 => loop {
-                    libc::pause();
-                },
-                p => p,
-            }
-        };
-        assert!(pid > 0);
-        let msg = drop_panics(sb);
-        assert!(msg.contains(&format!("process {pid} ")), "{msg}");
-        assert!(!Path::new(&format!("/proc/{pid}")).exists());
+        // Clones are told apart by thread name, and every test here shares
+        // the 15-byte prefix "sandbox::tests:", so use a thread of its own.
+        thread::Builder::new()
+            .name("clone-probe".into())
+            .spawn(|| {
+                let sb = Sandbox::new();
+                // SAFETY: the child only calls pause(2), which is
+                // async-signal-safe, so forking a multi-threaded process
+                // is sound.
+                let pid = unsafe {
+                    match libc::fork() {
+                        0 => loop {
+                            libc::pause();
+                        },
+                        p => p,
+                    }
+                };
+                assert!(pid > 0);
+                let msg = drop_panics(sb);
+                assert!(msg.contains(&format!("process {pid} ")), "{msg}");
+                assert!(!Path::new(&format!("/proc/{pid}")).exists());
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 
     #[test]
