@@ -14,31 +14,20 @@ pub fn parse_signal(s: &str) -> Result<i32> {
     }
     let upper = s.to_ascii_uppercase();
     let name = upper.strip_prefix("SIG").unwrap_or(&upper);
-    if let Some(rest) = name.strip_prefix("RTMIN") {
-        let off: i32 = if rest.is_empty() {
-            0
-        } else {
-            rest.parse().map_err(|_| bad())?
-        };
-        let n = libc::SIGRTMIN() + off;
-        return if (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&n) {
-            Ok(n)
-        } else {
-            Err(bad())
-        };
-    }
-    if let Some(rest) = name.strip_prefix("RTMAX") {
-        let off: i32 = if rest.is_empty() {
-            0
-        } else {
-            rest.parse().map_err(|_| bad())?
-        };
-        let n = libc::SIGRTMAX() + off;
-        return if (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&n) {
-            Ok(n)
-        } else {
-            Err(bad())
-        };
+    for (prefix, base) in [("RTMIN", libc::SIGRTMIN()), ("RTMAX", libc::SIGRTMAX())] {
+        if let Some(rest) = name.strip_prefix(prefix) {
+            let off: i32 = if rest.is_empty() {
+                0
+            } else {
+                rest.parse().map_err(|_| bad())?
+            };
+            let n = base + off;
+            return if (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&n) {
+                Ok(n)
+            } else {
+                Err(bad())
+            };
+        }
     }
     format!("SIG{name}")
         .parse::<nix::sys::signal::Signal>()
@@ -57,6 +46,8 @@ mod tests {
         assert_eq!(parse_signal("hup").unwrap(), 1);
         assert_eq!(parse_signal("9").unwrap(), 9);
         assert_eq!(parse_signal("RTMIN+1").unwrap(), libc::SIGRTMIN() + 1);
+        assert_eq!(parse_signal("SIGRTMAX-2").unwrap(), libc::SIGRTMAX() - 2);
+        assert!(parse_signal("RTMAX+1").is_err());
         assert!(parse_signal("NOPE").is_err());
         assert!(parse_signal("0").is_err());
         assert!(parse_signal("99").is_err());
