@@ -14,4 +14,7 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
   }
 fi
+# Tests put their containers under /berth-test/<unique>; the shared parent
+# stays until the last one is gone, so remove it (when empty) at the end.
+trap 'rmdir /sys/fs/cgroup/*/berth-test 2>/dev/null || true' EXIT
 cargo test --workspace --no-fail-fast -- --test-threads 2
