@@ -215,8 +215,7 @@ pub fn plan(spec: &Spec, input: &PlanInput, labels: &mut Labels) -> Result<Rootf
         .canonicalize()
         .map_err(|e| Error::spec("root.path", format!("{}: {e}", rootfs.display())))?;
     let linux = spec.linux().clone().unwrap_or_default();
-    let userns = input.namespaces.creates(LinuxNamespaceType::User)
-        || input.namespaces.has(LinuxNamespaceType::User);
+    let userns = input.namespaces.has(LinuxNamespaceType::User);
     let fs_types = known_filesystems();
     let mut mounts = Vec::new();
     let mut setup_dev = true;
