@@ -72,12 +72,21 @@ pub(super) fn make_dirs(base: &Path, rel: &Path, created: &mut Vec<PathBuf>) -> 
 /// that is exiting but not yet reaped by the kernel) answers EBUSY; that is
 /// retried until `deadline`. Already-removed directories are fine.
 pub(super) fn remove_dirs(created: &[PathBuf], deadline: Instant) -> Result<()> {
-    for path in created.iter().rev() {
+    for (i, path) in created.iter().enumerate().rev() {
+        // Only the container's own (deepest) directory must go; a parent
+        // we created may meanwhile hold other containers' cgroups, and
+        // then it stays, along with everything above it.
+        let leaf = i + 1 == created.len();
         let mut pause = Duration::from_millis(5);
         loop {
             match fs::remove_dir(path) {
                 Ok(()) => break,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                Err(e)
+                    if !leaf && matches!(e.raw_os_error(), Some(libc::EBUSY | libc::ENOTEMPTY)) =>
+                {
+                    return Ok(())
+                }
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
                     thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
                     pause = (pause * 2).min(Duration::from_millis(100));
@@ -92,4 +101,27 @@ pub(super) fn remove_dirs(created: &[PathBuf], deadline: Instant) -> Result<()> 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod remove_tests {
+    use super::*;
+
+    #[test]
+    fn a_created_parent_others_now_use_stays() {
+        let top = tempfile::tempdir().unwrap();
+        let parent = top.path().join("shared");
+        let leaf = parent.join("ctr");
+        std::fs::create_dir_all(&leaf).unwrap();
+        // Another container's cgroup appeared under the parent we made.
+        std::fs::create_dir(parent.join("other")).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(1);
+        remove_dirs(&[parent.clone(), leaf.clone()], deadline).unwrap();
+        assert!(!leaf.exists());
+        assert!(parent.join("other").is_dir());
+        // The container's own directory still in use is an error.
+        std::fs::create_dir_all(leaf.join("busy")).unwrap();
+        let e = remove_dirs(&[parent.clone(), leaf.clone()], deadline).unwrap_err();
+        assert!(e.to_string().contains("ctr"), "{e}");
+    }
 }
