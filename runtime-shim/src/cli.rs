@@ -96,6 +96,25 @@ pub enum Command {
     List(ListArgs),
     /// Create and start a container, by default waiting for it to exit
     Run(RunArgs),
+    /// Show the enabled features (OCI runtime-spec features.md)
+    Features,
+    /// Suspend all processes inside the container
+    Pause {
+        /// The container id
+        id: String,
+    },
+    /// Resume all processes that have been previously paused
+    Resume {
+        /// The container id
+        id: String,
+    },
+    /// Display the processes running inside a container
+    Ps(PsArgs),
+    /// Display container events: OOM notifications and CPU, memory, pids
+    /// and I/O statistics
+    Events(EventsArgs),
+    /// Update container resource constraints
+    Update(Box<UpdateArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -106,6 +125,9 @@ pub struct SpecArgs {
     /// Generate a configuration for a rootless container
     #[arg(long)]
     pub rootless: bool,
+    /// Add Docker's default seccomp profile for the spec's capabilities
+    #[arg(long)]
+    pub seccomp: bool,
 }
 
 #[derive(Debug, Args)]
@@ -180,6 +202,181 @@ pub struct ListArgs {
 pub enum ListFormat {
     Table,
     Json,
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Output format: table (ps(1) lines of the container's processes) or
+    /// json (their pids)
+    #[arg(short, long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+    /// The container id
+    pub id: String,
+    /// Options for ps(1) [default: -ef]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "PS OPTIONS"
+    )]
+    pub ps_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// The container id
+    pub id: String,
+    /// Set the stats collection interval (Go duration syntax: 5s, 200ms, 1m30s)
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = go_duration)]
+    pub interval: std::time::Duration,
+    /// Display the container's stats then exit
+    #[arg(long)]
+    pub stats: bool,
+}
+
+/// `update`'s flags, runc's names; sizes take k/m/g/t/p suffixes (binary
+/// units, as `200M` or `1g`) and `-1` for unlimited.
+#[derive(Debug, Default, Args)]
+pub struct UpdateArgs {
+    /// The container id
+    pub id: String,
+    /// Path to a JSON file holding the resources to update (linux.resources
+    /// of config.json; omitted fields are left alone), or '-' for standard
+    /// input. Flags given as well override its values
+    #[arg(short, long, value_name = "FILE")]
+    pub resources: Option<PathBuf>,
+    /// Specifies per cgroup weight, range is from 10 to 1000
+    #[arg(long, value_name = "WEIGHT")]
+    pub blkio_weight: Option<u16>,
+    /// CPU CFS period to be used for hardcapping (in usecs). 0 to use system default
+    #[arg(long, value_name = "USECS")]
+    pub cpu_period: Option<u64>,
+    /// CPU CFS hardcap limit (in usecs). Allowed cpu time in a given period
+    #[arg(long, value_name = "USECS", allow_negative_numbers = true)]
+    pub cpu_quota: Option<i64>,
+    /// CPU CFS hardcap burst limit (in usecs)
+    #[arg(long, value_name = "USECS")]
+    pub cpu_burst: Option<u64>,
+    /// CPU shares (relative weight vs. other containers)
+    #[arg(
+        long = "cpu-share",
+        visible_alias = "cpu-shares",
+        value_name = "SHARES"
+    )]
+    pub cpu_share: Option<u64>,
+    /// CPU realtime period to be used for hardcapping (in usecs). 0 to use system default
+    #[arg(long, value_name = "USECS")]
+    pub cpu_rt_period: Option<u64>,
+    /// CPU realtime hardcap limit (in usecs). Allowed cpu time in a given period
+    #[arg(long, value_name = "USECS", allow_negative_numbers = true)]
+    pub cpu_rt_runtime: Option<i64>,
+    /// Set cgroup SCHED_IDLE or not, 0: default behavior, 1: SCHED_IDLE
+    #[arg(long, value_name = "0|1")]
+    pub cpu_idle: Option<i64>,
+    /// CPU(s) to use
+    #[arg(long, value_name = "LIST")]
+    pub cpuset_cpus: Option<String>,
+    /// Memory node(s) to use
+    #[arg(long, value_name = "LIST")]
+    pub cpuset_mems: Option<String>,
+    /// Memory limit (in bytes)
+    #[arg(long, value_name = "BYTES", value_parser = ram_in_bytes, allow_hyphen_values = true)]
+    pub memory: Option<i64>,
+    /// Memory reservation or soft_limit (in bytes)
+    #[arg(long, value_name = "BYTES", value_parser = ram_in_bytes, allow_hyphen_values = true)]
+    pub memory_reservation: Option<i64>,
+    /// Total memory usage (memory + swap); set '-1' to enable unlimited swap
+    #[arg(long, value_name = "BYTES", value_parser = ram_in_bytes, allow_hyphen_values = true)]
+    pub memory_swap: Option<i64>,
+    /// Kernel memory limit (in bytes; cgroup v1 kernels that still have it)
+    #[arg(long, value_name = "BYTES", value_parser = ram_in_bytes, allow_hyphen_values = true)]
+    pub kernel_memory: Option<i64>,
+    /// Kernel memory limit for TCP buffers (in bytes; cgroup v1)
+    #[arg(long, value_name = "BYTES", value_parser = ram_in_bytes, allow_hyphen_values = true)]
+    pub kernel_memory_tcp: Option<i64>,
+    /// Maximum number of pids allowed in the container (-1 for no limit)
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub pids_limit: Option<i64>,
+    /// The string of Intel RDT/CAT L3 cache schema (not supported)
+    #[arg(long, value_name = "SCHEMA")]
+    pub l3_cache_schema: Option<String>,
+    /// The string of Intel RDT/MBA memory bandwidth schema (not supported)
+    #[arg(long, value_name = "SCHEMA")]
+    pub mem_bw_schema: Option<String>,
+}
+
+/// A size as runc's `units.RAMInBytes` reads it: a decimal number, an
+/// optional space, then an optional unit of k, m, g, t or p (binary
+/// multiples, either case) with an optional `i` and `b`: `512`, `200M`,
+/// `1.5g`, `64MiB`, `100 kb`. `-1` is unlimited.
+pub fn ram_in_bytes(s: &str) -> Result<i64, String> {
+    if s == "-1" {
+        return Ok(-1);
+    }
+    let invalid = || format!("invalid size: '{s}'");
+    let digits = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, rest) = s.split_at(digits);
+    let rest = rest.strip_prefix(' ').unwrap_or(rest).to_ascii_lowercase();
+    let mut unit = rest.as_str();
+    let mut multiplier: f64 = 1.0;
+    if let Some(c) = unit.chars().next() {
+        if let Some(power) = "kmgtp".find(c) {
+            multiplier = 1024f64.powi(power as i32 + 1);
+            unit = &unit[1..];
+        }
+    }
+    let unit = unit.strip_prefix('i').unwrap_or(unit);
+    let unit = unit.strip_prefix('b').unwrap_or(unit);
+    if !unit.is_empty() || !number.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(invalid());
+    }
+    let value: f64 = number.parse().map_err(|_| invalid())?;
+    let bytes = value * multiplier;
+    if bytes >= i64::MAX as f64 {
+        return Err(invalid());
+    }
+    Ok(bytes as i64)
+}
+
+/// A duration in Go's syntax, which runc's `--interval` takes: one or more
+/// decimal numbers each with a unit (`ns`, `us`/`µs`, `ms`, `s`, `m`, `h`),
+/// e.g. `5s`, `200ms`, `1m30s`, `1.5h`; a bare `0` is zero.
+pub fn go_duration(s: &str) -> Result<std::time::Duration, String> {
+    let invalid = || format!("invalid duration {s:?}");
+    if s == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    if s.starts_with('-') {
+        return Err("duration interval must be greater than 0".to_string());
+    }
+    let mut rest = s.strip_prefix('+').unwrap_or(s);
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    let mut nanos: f64 = 0.0;
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("missing unit in duration {s:?}"))?;
+        let value: f64 = rest[..n].parse().map_err(|_| invalid())?;
+        rest = &rest[n..];
+        let u = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..u] {
+            "ns" => 1.0,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            other => return Err(format!("unknown unit {other:?} in duration {s:?}")),
+        };
+        nanos += value * scale;
+        rest = &rest[u..];
+    }
+    Ok(std::time::Duration::from_nanos(nanos.round() as u64))
 }
 
 /// Where the log goes, recovered from the raw arguments when clap rejects
@@ -390,8 +587,16 @@ mod tests {
         let Command::Spec(a) = parse(&["spec", "--rootless", "-b", "/b"]).unwrap().command else {
             panic!("not spec")
         };
-        assert!(a.rootless);
+        assert!(a.rootless && !a.seccomp);
         assert_eq!(a.bundle, Some(PathBuf::from("/b")));
+        let Command::Spec(a) = parse(&["spec", "--seccomp"]).unwrap().command else {
+            panic!("not spec")
+        };
+        assert!(a.seccomp && !a.rootless);
+        assert!(matches!(
+            parse(&["features"]).unwrap().command,
+            Command::Features
+        ));
     }
 
     #[test]
@@ -452,5 +657,178 @@ mod tests {
             log_flags(&os(&["state", "--log", "/l"])),
             (None, LogFormat::Text)
         );
+    }
+}
+
+#[cfg(test)]
+mod ops_tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn parse(args: &[&str]) -> Command {
+        Cli::try_parse_from(std::iter::once("berth").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+            .command
+    }
+
+    #[test]
+    fn sizes_as_runc_reads_them() {
+        let m = 1024 * 1024;
+        for (text, want) in [
+            ("512", 512),
+            ("-1", -1),
+            ("200M", 200 * m),
+            ("200m", 200 * m),
+            ("1g", 1024 * m),
+            ("1.5g", 1536 * m),
+            ("64MiB", 64 * m),
+            ("64mb", 64 * m),
+            ("100 kb", 102_400),
+            ("7b", 7),
+            ("1 ", 1),
+            ("1ib", 1),
+            ("1t", 1024 * 1024 * m),
+        ] {
+            assert_eq!(ram_in_bytes(text), Ok(want), "{text}");
+        }
+        for bad in [
+            "1x", "", "m", "-2", "1.2.3", "1mm", "1bi", " 1", "1  ", "9999999p",
+        ] {
+            assert_eq!(
+                ram_in_bytes(bad),
+                Err(format!("invalid size: '{bad}'")),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn durations_in_go_syntax() {
+        let ms = Duration::from_millis;
+        for (text, want) in [
+            ("5s", ms(5000)),
+            ("200ms", ms(200)),
+            ("1m30s", ms(90_000)),
+            ("1.5h", ms(5_400_000)),
+            ("250us", Duration::from_micros(250)),
+            ("250\u{b5}s", Duration::from_micros(250)),
+            ("10ns", Duration::from_nanos(10)),
+            ("0", Duration::ZERO),
+            ("0s", Duration::ZERO),
+        ] {
+            assert_eq!(go_duration(text), Ok(want), "{text}");
+        }
+        assert_eq!(
+            go_duration("-1s"),
+            Err("duration interval must be greater than 0".to_string())
+        );
+        for bad in ["", "5", "5x", "s", "1.2.3s"] {
+            assert!(go_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn pause_resume_ps_events() {
+        assert!(matches!(parse(&["pause", "c"]), Command::Pause { id } if id == "c"));
+        assert!(matches!(parse(&["resume", "c"]), Command::Resume { id } if id == "c"));
+
+        let Command::Ps(a) = parse(&["ps", "c"]) else {
+            panic!("not ps")
+        };
+        assert_eq!((a.format, a.id.as_str()), (ListFormat::Table, "c"));
+        assert!(a.ps_args.is_empty());
+        // Everything after the id is for ps(1), dashes included.
+        let Command::Ps(a) = parse(&["ps", "-f", "json", "c", "-o", "pid,comm", "-f"]) else {
+            panic!("not ps")
+        };
+        assert_eq!(a.format, ListFormat::Json);
+        assert_eq!(a.ps_args, ["-o", "pid,comm", "-f"]);
+        let Command::Ps(a) = parse(&["ps", "c", "--", "-ef"]) else {
+            panic!("not ps")
+        };
+        assert_eq!(a.ps_args, ["-ef"]);
+
+        let Command::Events(a) = parse(&["events", "c"]) else {
+            panic!("not events")
+        };
+        assert_eq!((a.interval, a.stats), (Duration::from_secs(5), false));
+        let Command::Events(a) = parse(&["events", "--stats", "--interval", "200ms", "c"]) else {
+            panic!("not events")
+        };
+        assert_eq!((a.interval, a.stats), (Duration::from_millis(200), true));
+        assert!(Cli::try_parse_from(["berth", "events", "--interval", "5", "c"]).is_err());
+    }
+
+    #[test]
+    fn update_flags_like_runc() {
+        let Command::Update(a) = parse(&[
+            "update",
+            "--memory",
+            "64M",
+            "--memory-swap",
+            "-1",
+            "--memory-reservation=1g",
+            "--kernel-memory",
+            "10m",
+            "--kernel-memory-tcp",
+            "1m",
+            "--cpu-share",
+            "256",
+            "--cpu-quota",
+            "-1",
+            "--cpu-period",
+            "100000",
+            "--cpu-rt-period",
+            "1000000",
+            "--cpu-rt-runtime",
+            "950000",
+            "--cpuset-cpus",
+            "0-1",
+            "--cpuset-mems",
+            "0",
+            "--pids-limit",
+            "-1",
+            "--blkio-weight",
+            "300",
+            "c",
+        ]) else {
+            panic!("not update")
+        };
+        assert_eq!(a.id, "c");
+        assert_eq!(
+            (a.memory, a.memory_swap, a.memory_reservation),
+            (Some(64 << 20), Some(-1), Some(1 << 30))
+        );
+        assert_eq!(
+            (a.kernel_memory, a.kernel_memory_tcp),
+            (Some(10 << 20), Some(1 << 20))
+        );
+        assert_eq!(
+            (a.cpu_share, a.cpu_quota, a.cpu_period),
+            (Some(256), Some(-1), Some(100000))
+        );
+        assert_eq!(
+            (a.cpu_rt_period, a.cpu_rt_runtime),
+            (Some(1000000), Some(950000))
+        );
+        assert_eq!(
+            (a.cpuset_cpus.as_deref(), a.cpuset_mems.as_deref()),
+            (Some("0-1"), Some("0"))
+        );
+        assert_eq!((a.pids_limit, a.blkio_weight), (Some(-1), Some(300)));
+        assert_eq!(a.resources, None);
+
+        // Docker's spelling of the shares flag is accepted too.
+        let Command::Update(a) = parse(&["update", "--cpu-shares", "512", "-r", "-", "c"]) else {
+            panic!("not update")
+        };
+        assert_eq!(a.cpu_share, Some(512));
+        assert_eq!(a.resources, Some(PathBuf::from("-")));
+
+        let e = Cli::try_parse_from(["berth", "update", "--memory", "1x", "c"]).unwrap_err();
+        assert!(e.to_string().contains("invalid size: '1x'"), "{e}");
+        assert!(Cli::try_parse_from(["berth", "update", "--cpu-share", "-5", "c"]).is_err());
+        assert!(Cli::try_parse_from(["berth", "update", "--blkio-weight", "70000", "c"]).is_err());
+        assert!(Cli::try_parse_from(["berth", "update"]).is_err());
     }
 }

@@ -14,7 +14,8 @@ use berth::{Container, CreateOptions, Runtime, State};
 use serde::Serialize;
 
 use crate::cli::{
-    Cli, Command, CreateArgs, DeleteArgs, KillArgs, ListArgs, ListFormat, RunArgs, SpecArgs,
+    Cli, Command, CreateArgs, DeleteArgs, EventsArgs, KillArgs, ListArgs, ListFormat, PsArgs,
+    RunArgs, SpecArgs, UpdateArgs,
 };
 use crate::{console, signals};
 
@@ -51,6 +52,12 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             cgroups()?;
             return run(&rt, a);
         }
+        Command::Features => features()?,
+        Command::Pause { id } => rt.load(id)?.pause()?,
+        Command::Resume { id } => rt.load(id)?.resume()?,
+        Command::Ps(a) => ps(&rt, a)?,
+        Command::Events(a) => events(&rt, a)?,
+        Command::Update(a) => update(&rt, a)?,
     }
     Ok(0)
 }
@@ -79,7 +86,11 @@ fn spec(args: &SpecArgs) -> Result<()> {
         bail!("bundle directory {} does not exist", dir.display());
     }
     let path = dir.join("config.json");
-    let text = spec_json(&berth::spec::example(args.rootless))?;
+    let mut spec = serde_json::to_value(berth::spec::example(args.rootless))?;
+    if args.seccomp {
+        add_default_seccomp(&mut spec)?;
+    }
+    let text = spec_json(&spec)?;
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -93,6 +104,37 @@ fn spec(args: &SpecArgs) -> Result<()> {
         })?;
     file.write_all(text.as_bytes())
         .with_context(|| format!("write {}", path.display()))
+}
+
+/// Sets `linux.seccomp` to Docker's default profile for the spec's
+/// bounding set.
+fn add_default_seccomp(spec: &mut serde_json::Value) -> Result<()> {
+    let caps: Vec<String> = spec
+        .pointer("/process/capabilities/bounding")
+        .and_then(|b| b.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.as_str().map(str::to_string))
+        .collect();
+    let profile = serde_json::to_value(berth::seccomp::default_profile(&caps))?;
+    match spec.get_mut("linux") {
+        Some(serde_json::Value::Object(linux)) => {
+            linux.insert("seccomp".to_string(), profile);
+            Ok(())
+        }
+        _ => bail!("the spec has no linux section to add seccomp to"),
+    }
+}
+
+/// `berth features`: the document as runc prints it, in the spec's field
+/// order, four-space indented, with a final newline.
+fn features() -> Result<()> {
+    let mut out = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    berth::features::features()
+        .serialize(&mut serde_json::Serializer::with_formatter(&mut out, fmt))?;
+    out.push(b'\n');
+    print_out(&String::from_utf8(out)?)
 }
 
 /// The spec as runc writes it: tab-indented, no trailing newline, top-level
@@ -322,6 +364,172 @@ fn discard(container: Container) {
     }
 }
 
+/// `berth ps`: the container's pids as JSON, or the lines of ps(1) (run
+/// on the host with the given options) whose PID column is one of them.
+fn ps(rt: &Runtime, args: &PsArgs) -> Result<()> {
+    let pids = rt.load(&args.id)?.processes()?;
+    if args.format == ListFormat::Json {
+        // runc prints Go's encoding of an empty list: null.
+        let list = if pids.is_empty() {
+            "null".to_string()
+        } else {
+            serde_json::to_string(&pids)?
+        };
+        return print_out(&format!("{list}\n"));
+    }
+    let ps_args: Vec<&str> = if args.ps_args.is_empty() {
+        vec!["-ef"]
+    } else {
+        args.ps_args.iter().map(String::as_str).collect()
+    };
+    let out = std::process::Command::new("ps")
+        .args(&ps_args)
+        .output()
+        .context("run ps")?;
+    if !out.status.success() {
+        bail!(
+            "ps {}: {}: {}",
+            ps_args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    print_out(&ps_table(&String::from_utf8_lossy(&out.stdout), &pids)?)
+}
+
+/// The header of ps(1) output and the lines whose PID column is in `pids`.
+fn ps_table(output: &str, pids: &[i32]) -> Result<String> {
+    let mut lines = output.lines();
+    let header = lines.next().unwrap_or_default();
+    let column = header
+        .split_whitespace()
+        .position(|f| f == "PID")
+        .context("couldn't find PID field in ps output")?;
+    let mut table = format!("{header}\n");
+    for line in lines.filter(|l| !l.trim().is_empty()) {
+        let pid = line
+            .split_whitespace()
+            .nth(column)
+            .and_then(|p| p.parse::<i32>().ok())
+            .with_context(|| format!("unable to parse pid in ps output line {line:?}"))?;
+        if pids.contains(&pid) {
+            table.push_str(line);
+            table.push('\n');
+        }
+    }
+    Ok(table)
+}
+
+/// `berth events`: JSON lines, one per event, flushed as they come.
+fn events(rt: &Runtime, args: &EventsArgs) -> Result<()> {
+    if args.interval.is_zero() {
+        bail!("duration interval must be greater than 0");
+    }
+    let container = rt.load(&args.id)?;
+    let line = |e: &berth::Event| -> berth::Result<()> {
+        let mut text = serde_json::to_string(e).map_err(|e| berth::Error::State {
+            id: args.id.clone(),
+            msg: format!("event: {e}"),
+        })?;
+        text.push('\n');
+        let mut out = io::stdout().lock();
+        out.write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .map_err(|e| berth::Error::Io {
+                op: "write",
+                path: PathBuf::from("stdout"),
+                source: e,
+            })
+    };
+    if args.stats {
+        let status = container.status();
+        if status == berth::Status::Stopped {
+            return Err(berth::Error::InvalidState {
+                id: args.id.clone(),
+                op: "watch",
+                status: status.to_string(),
+            }
+            .into());
+        }
+        let event = berth::Event {
+            kind: berth::EventKind::Stats,
+            id: args.id.clone(),
+            data: Some(container.stats()?),
+        };
+        return Ok(line(&event)?);
+    }
+    Ok(container.events(args.interval, |e| line(&e))?)
+}
+
+/// `berth update`: the resources from `-r` (a file or `-` for stdin) with
+/// the flags laid over them.
+fn update(rt: &Runtime, args: &UpdateArgs) -> Result<()> {
+    if args.l3_cache_schema.is_some() || args.mem_bw_schema.is_some() {
+        bail!("Intel RDT is not supported: --l3-cache-schema and --mem-bw-schema cannot be used");
+    }
+    let container = rt.load(&args.id)?;
+    let mut resources = match args.resources.as_deref() {
+        None => serde_json::json!({}),
+        Some(p) if p == Path::new("-") => {
+            serde_json::from_reader(io::stdin().lock()).context("resources from standard input")?
+        }
+        Some(p) => {
+            let text = std::fs::read(p).with_context(|| format!("read {}", p.display()))?;
+            serde_json::from_slice(&text)
+                .with_context(|| format!("resources file {}", p.display()))?
+        }
+    };
+    update_flags(&mut resources, args)?;
+    let resources: berth::LinuxResources =
+        serde_json::from_value(resources).context(match &args.resources {
+            Some(p) if p != Path::new("-") => format!("resources file {}", p.display()),
+            Some(_) => "resources from standard input".to_string(),
+            None => "resources".to_string(),
+        })?;
+    Ok(container.update(&resources)?)
+}
+
+/// Lays the flags that were given over the `linux.resources` JSON.
+fn update_flags(resources: &mut serde_json::Value, args: &UpdateArgs) -> Result<()> {
+    use serde_json::Value;
+    let serde_json::Value::Object(top) = resources else {
+        bail!("resources: expected a JSON object");
+    };
+    let mut set = |group: &str, field: &str, value: Option<Value>| -> Result<()> {
+        let Some(value) = value else { return Ok(()) };
+        let entry = top
+            .entry(group.to_string())
+            .or_insert_with(|| serde_json::json!({}));
+        match entry {
+            Value::Object(g) => {
+                g.insert(field.to_string(), value);
+                Ok(())
+            }
+            _ => bail!("resources: {group}: expected a JSON object"),
+        }
+    };
+    let v = |x: Option<i64>| x.map(Value::from);
+    let u = |x: Option<u64>| x.map(Value::from);
+    let s = |x: &Option<String>| x.clone().map(Value::from);
+    set("memory", "limit", v(args.memory))?;
+    set("memory", "reservation", v(args.memory_reservation))?;
+    set("memory", "swap", v(args.memory_swap))?;
+    set("memory", "kernel", v(args.kernel_memory))?;
+    set("memory", "kernelTCP", v(args.kernel_memory_tcp))?;
+    set("cpu", "shares", u(args.cpu_share))?;
+    set("cpu", "quota", v(args.cpu_quota))?;
+    set("cpu", "period", u(args.cpu_period))?;
+    set("cpu", "burst", u(args.cpu_burst))?;
+    set("cpu", "idle", v(args.cpu_idle))?;
+    set("cpu", "realtimePeriod", u(args.cpu_rt_period))?;
+    set("cpu", "realtimeRuntime", v(args.cpu_rt_runtime))?;
+    set("cpu", "cpus", s(&args.cpuset_cpus))?;
+    set("cpu", "mems", s(&args.cpuset_mems))?;
+    set("pids", "limit", v(args.pids_limit))?;
+    set("blockIO", "weight", args.blkio_weight.map(Value::from))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,11 +622,38 @@ mod tests {
     }
 
     #[test]
+    fn spec_seccomp_adds_only_the_profile() {
+        let read = |seccomp: bool| {
+            let dir = tempfile::tempdir().unwrap();
+            let args = SpecArgs {
+                bundle: Some(dir.path().to_path_buf()),
+                rootless: false,
+                seccomp,
+            };
+            spec(&args).unwrap();
+            let text = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
+            serde_json::from_str::<serde_json::Value>(&text).unwrap()
+        };
+        let plain = read(false);
+        assert!(plain["linux"].get("seccomp").is_none());
+        let mut with = read(true);
+        let profile = with["linux"]["seccomp"].take();
+        let caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"].map(String::from);
+        assert_eq!(
+            profile,
+            serde_json::to_value(berth::seccomp::default_profile(&caps)).unwrap()
+        );
+        with["linux"].as_object_mut().unwrap().remove("seccomp");
+        assert_eq!(with, plain);
+    }
+
+    #[test]
     fn spec_refuses_to_overwrite() {
         let dir = tempfile::tempdir().unwrap();
         let args = SpecArgs {
             bundle: Some(dir.path().to_path_buf()),
             rootless: false,
+            seccomp: false,
         };
         spec(&args).unwrap();
         let first = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
@@ -431,10 +666,110 @@ mod tests {
         let missing = SpecArgs {
             bundle: Some(dir.path().join("nope")),
             rootless: true,
+            seccomp: false,
         };
         assert!(spec(&missing)
             .unwrap_err()
             .to_string()
             .contains("does not exist"));
+    }
+}
+
+#[cfg(test)]
+mod ops_tests {
+    use super::*;
+    use clap::Parser;
+
+    const PS_EF: &str = "\
+UID          PID    PPID  C STIME TTY          TIME CMD
+root           1       0  0 Nov22 ?        00:00:03 /sbin/init
+root        4601       1  0 02:42 ?        00:00:00 sh -c sleep 1000 & wait
+root        4602    4601  0 02:42 ?        00:00:00 sleep 1000
+root        4700     900  0 02:43 pts/0    00:00:00 ps -ef
+";
+
+    #[test]
+    fn ps_table_keeps_the_header_and_the_containers_lines() {
+        let t = ps_table(PS_EF, &[4601, 4602]).unwrap();
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3, "{t}");
+        assert!(lines[0].starts_with("UID          PID"));
+        assert!(lines[1].contains("sh -c sleep 1000 & wait"));
+        assert!(lines[2].ends_with("sleep 1000"));
+        // The PID column, not a PPID or an argument that looks like one.
+        let t = ps_table(PS_EF, &[1]).unwrap();
+        assert_eq!(t.lines().count(), 2, "{t}");
+        assert!(t.ends_with("/sbin/init\n"));
+        assert_eq!(
+            ps_table("  PID COMMAND\n   7 sh\n", &[]).unwrap(),
+            "  PID COMMAND\n"
+        );
+
+        let e = ps_table("COMMAND\nsh\n", &[1]).unwrap_err();
+        assert_eq!(e.to_string(), "couldn't find PID field in ps output");
+        let e = ps_table("PID CMD\nx sh\n", &[1]).unwrap_err();
+        assert!(e.to_string().contains("unable to parse pid"), "{e}");
+    }
+
+    fn update_args(args: &[&str]) -> UpdateArgs {
+        let cli = Cli::try_parse_from(
+            ["berth", "update"]
+                .into_iter()
+                .chain(args.iter().copied())
+                .chain(["c"]),
+        )
+        .unwrap();
+        match cli.command {
+            Command::Update(a) => *a,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn update_flags_become_linux_resources() {
+        let mut r = serde_json::json!({
+            "memory": {"limit": 1, "reservation": 5},
+            "pids": {"limit": 3},
+            "devices": [],
+        });
+        let a = update_args(&[
+            "--memory",
+            "2k",
+            "--memory-swap",
+            "-1",
+            "--cpu-share",
+            "256",
+            "--cpu-quota",
+            "5000",
+            "--cpu-rt-runtime",
+            "100",
+            "--cpuset-cpus",
+            "1",
+            "--pids-limit",
+            "9",
+            "--blkio-weight",
+            "300",
+        ]);
+        update_flags(&mut r, &a).unwrap();
+        assert_eq!(
+            r,
+            serde_json::json!({
+                "memory": {"limit": 2048, "reservation": 5, "swap": -1},
+                "cpu": {"shares": 256, "quota": 5000, "realtimeRuntime": 100, "cpus": "1"},
+                "pids": {"limit": 9},
+                "blockIO": {"weight": 300},
+                "devices": [],
+            })
+        );
+        // The result is what the library takes.
+        let typed: berth::LinuxResources = serde_json::from_value(r).unwrap();
+        assert_eq!(typed.memory().unwrap().limit(), Some(2048));
+
+        let mut r = serde_json::json!({"memory": 5});
+        let e = update_flags(&mut r, &update_args(&["--memory", "1m"])).unwrap_err();
+        assert_eq!(e.to_string(), "resources: memory: expected a JSON object");
+        let mut r = serde_json::json!({"memory": 5});
+        update_flags(&mut r, &update_args(&[])).unwrap();
+        assert_eq!(r, serde_json::json!({"memory": 5}));
     }
 }

@@ -78,6 +78,9 @@ pub enum Error {
     /// A cgroup operation failed.
     #[error(transparent)]
     Cgroup(#[from] crate::cgroups::CgroupError),
+    /// The seccomp profile cannot be compiled.
+    #[error("config.json: {0}")]
+    Seccomp(#[from] crate::seccomp::SeccompError),
     /// The container's state file is unreadable or corrupt.
     #[error("state of container {id}: {msg}")]
     State {

@@ -25,14 +25,19 @@ pub mod capabilities;
 pub mod cgroups;
 pub mod container;
 pub mod error;
+pub mod features;
 pub mod hooks;
 pub mod namespaces;
 pub mod plan;
 pub mod process;
 pub mod rootfs;
+pub mod seccomp;
 pub mod spec;
 mod sys;
 
-pub use container::{Container, CreateOptions, Runtime, State, Status};
+pub use cgroups::{OomWatcher, Stats};
+pub use container::{Container, CreateOptions, Event, EventKind, Runtime, State, Status};
 pub use error::{Error, Result};
+/// The `linux.resources` type [`Container::update`] takes.
+pub use oci_spec::runtime::LinuxResources;
 pub use process::signal::parse_signal;

@@ -266,6 +266,27 @@ pub(crate) fn mount_flags_of(fd: RawFd) -> SysResult<libc::c_ulong> {
     Ok(flags)
 }
 
+/// Loads a seccomp filter for the calling thread; returns the notify
+/// descriptor when `flags` asks for a listener, otherwise 0.
+pub(crate) fn seccomp_set_filter(flags: u32, prog: &[crate::seccomp::Insn]) -> SysResult<RawFd> {
+    let fprog = libc::sock_fprog {
+        len: prog.len() as libc::c_ushort,
+        // The kernel only reads the program; Insn has sock_filter's layout.
+        filter: prog.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `fprog` points to `prog.len()` valid instructions that live
+    // across the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flags,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    check(ret).map(|fd| fd as RawFd)
+}
+
 /// Sends `fd` over the unix socket `sock` with SCM_RIGHTS, with `payload` as
 /// the message body.
 pub(crate) fn send_fd(sock: RawFd, fd: RawFd, payload: &[u8]) -> SysResult<()> {

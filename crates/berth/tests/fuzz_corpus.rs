@@ -34,3 +34,23 @@ fn runc_default_config_is_valid() {
         berth::spec::parse(&data).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
 }
+
+include!("../../../fuzz/fuzz_targets/seccomp_check.rs");
+
+#[test]
+fn seccomp_corpus_compiles_or_names_the_field() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/seccomp");
+    let (mut n, mut profiles) = (0, 0);
+    for entry in std::fs::read_dir(&dir).expect("fuzz corpus directory") {
+        let path = entry.unwrap().path();
+        let data = std::fs::read(&path).unwrap();
+        if check_seccomp(&data) {
+            profiles += 1;
+        }
+        n += 1;
+    }
+    assert!(
+        n >= 8 && profiles >= 6,
+        "corpus too small: {n} files, {profiles} profiles"
+    );
+}

@@ -13,16 +13,30 @@
 //! runtime's own cgroup (on v2, below its parent, since a cgroup holding
 //! processes cannot hand controllers to children).
 
+mod bpf;
+mod devices;
+mod freezer;
 mod fs;
+mod oom;
+mod stats;
 mod v1;
 mod v2;
+
+pub use oom::OomWatcher;
+pub use stats::{
+    BlkioEntry, BlkioStats, CpuSetStats, CpuStats, CpuUsage, HugetlbStats, IntelRdt, MemoryEntry,
+    MemoryStats, PidsStats, Stats, Throttling,
+};
 
 use std::collections::BTreeSet;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use oci_spec::runtime::LinuxResources;
+use oci_spec::runtime::{
+    LinuxBlockIo, LinuxCpu, LinuxHugepageLimit, LinuxInterfacePriority, LinuxMemory, LinuxNetwork,
+    LinuxResources, LinuxThrottleDevice,
+};
 use serde::{Deserialize, Serialize};
 
 /// Where the whole cgroup v2 tree is mounted on a unified host.
@@ -101,6 +115,32 @@ pub enum CgroupError {
         /// Why it cannot be applied.
         reason: &'static str,
     },
+    /// A `linux.resources` field this cgroup version or this kernel cannot
+    /// honour at all, whatever its value.
+    #[error("{field}: {reason}")]
+    Unsupported {
+        /// The config field, e.g. `linux.resources.network` or
+        /// `linux.resources.unified["memory.high"]`.
+        field: String,
+        /// Why, naming the file or controller involved.
+        reason: String,
+    },
+    /// `linux.resources.memory.checkBeforeUpdate` is set and a new limit is
+    /// not above what the cgroup already uses.
+    #[error(
+        "{field} = {value}: not above the current usage of {usage} bytes (per {path}); \
+         refused because linux.resources.memory.checkBeforeUpdate is set"
+    )]
+    BelowUsage {
+        /// `linux.resources.memory.limit` or `linux.resources.memory.swap`.
+        field: &'static str,
+        /// The new limit.
+        value: i64,
+        /// The usage read from the kernel.
+        usage: u64,
+        /// The usage file(s) read.
+        path: PathBuf,
+    },
     /// A resource is set but its controller is not available on this host.
     #[error(
         "{field} needs the {controller} cgroup controller, which is not available on this host"
@@ -116,6 +156,53 @@ pub enum CgroupError {
     NoHierarchy {
         /// The mount table consulted.
         path: PathBuf,
+    },
+    /// A `linux.resources.devices` rule is malformed, or asks for what the
+    /// device cgroup cannot do.
+    #[error("{field} = {value}: {reason}")]
+    InvalidDeviceRule {
+        /// e.g. `linux.resources.devices[2].access`.
+        field: String,
+        /// The value given, or the whole rule (`deny c 1:5 rwm`).
+        value: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The kernel did not finish a state change (freezing) in time; the
+    /// change was undone.
+    #[error("{path}: {what} did not complete within {waited:?} (the file reads {state:?})")]
+    Timeout {
+        /// The file watched, e.g. `freezer.state` or `cgroup.events`.
+        path: PathBuf,
+        /// The change, e.g. `freezing`.
+        what: &'static str,
+        /// What the file last read.
+        state: String,
+        /// How long it was given.
+        waited: Duration,
+    },
+    /// Setting up or reading an event notification (eventfd, poll) on a
+    /// cgroup file failed.
+    #[error("watch {path}: {source}")]
+    Watch {
+        /// The file watched, e.g. `memory.oom_control`.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// A bpf(2) command for the cgroup v2 device program failed.
+    #[error("{op} for the device filter of cgroup {path}: {source}{}", bpf::log_suffix(.log))]
+    Bpf {
+        /// The command, e.g. `BPF_PROG_ATTACH`.
+        op: &'static str,
+        /// The cgroup directory.
+        path: PathBuf,
+        /// The kernel's answer.
+        #[source]
+        source: io::Error,
+        /// The verifier's log when loading was refused; empty otherwise.
+        log: String,
     },
 }
 
@@ -219,9 +306,11 @@ impl Hierarchy {
             (Kind::V2(mount), Layout::V2(dir)) => v2::make_dir(mount, &inner, dir),
             _ => unreachable!("layout is built from the hierarchy kind above"),
         };
+        // Without `linux.resources` the device rules still apply: deny-all
+        // and the default devices, as in runc.
         let result = made.and_then(|()| match resources {
             Some(r) => cgroup.apply(r),
-            None => Ok(()),
+            None => cgroup.apply(&LinuxResources::default()),
         });
         match result {
             Ok(()) => Ok(cgroup),
@@ -235,9 +324,14 @@ impl Hierarchy {
     }
 
     /// Fails early, before any directory is made, when a resource is set
-    /// whose controller this host lacks.
+    /// that this cgroup version cannot express or whose controller this host
+    /// lacks.
     fn check_controllers(&self, r: &LinuxResources) -> Result<()> {
-        let wanted = wanted_controllers(r);
+        match &self.kind {
+            Kind::V1(_) => v1::check(r)?,
+            Kind::V2(_) => v2::check(r)?,
+        }
+        let wanted = wanted_controllers(r, self.is_v2());
         if wanted.is_empty() {
             return Ok(());
         }
@@ -495,23 +589,18 @@ impl CgroupPath {
     }
 }
 
-/// The controllers `r` needs, with the field that needs each; a resource
-/// group added later gets a line here.
-fn wanted_controllers(r: &LinuxResources) -> Vec<(&'static str, &'static str)> {
+/// The controllers `r` needs on cgroup v1 (`v2 == false`) or v2, with the
+/// field that needs each; a resource group added later gets a line here.
+/// Fields a version ignores (v1-only memory knobs on v2) need nothing there.
+fn wanted_controllers(r: &LinuxResources, v2: bool) -> Vec<(&'static str, &'static str)> {
     let mut wanted = Vec::new();
     if let Some(m) = r.memory() {
-        if [m.limit(), m.reservation(), m.swap()]
-            .iter()
-            .any(|v| set(*v).is_some())
-        {
+        if memory_limits_set(m) || (!v2 && memory_v1_knobs_set(m)) {
             wanted.push(("memory", "linux.resources.memory"));
         }
     }
     if let Some(c) = r.cpu() {
-        if c.shares().is_some_and(|s| s != 0)
-            || set(c.quota()).is_some()
-            || c.period().is_some_and(|p| p != 0)
-        {
+        if cpu_set(c) {
             wanted.push(("cpu", "linux.resources.cpu"));
         }
         if non_empty(c.cpus()).is_some() || non_empty(c.mems()).is_some() {
@@ -520,6 +609,27 @@ fn wanted_controllers(r: &LinuxResources) -> Vec<(&'static str, &'static str)> {
     }
     if r.pids().is_some() {
         wanted.push(("pids", "linux.resources.pids.limit"));
+    }
+    if let Some(io) = r.block_io() {
+        if block_io_set(io, v2) {
+            let controller = if v2 { "io" } else { "blkio" };
+            wanted.push((controller, "linux.resources.blockIO"));
+        }
+    }
+    if r.hugepage_limits().as_ref().is_some_and(|l| !l.is_empty()) {
+        wanted.push(("hugetlb", "linux.resources.hugepageLimits"));
+    }
+    if let Some(net) = r.network() {
+        // v2 has no network controller at all; v2::check says so first.
+        if class_id(net).is_some() {
+            wanted.push(("net_cls", "linux.resources.network.classID"));
+        }
+        if !priorities(net).is_empty() {
+            wanted.push(("net_prio", "linux.resources.network.priorities"));
+        }
+    }
+    if r.rdma().as_ref().is_some_and(|m| !m.is_empty()) {
+        wanted.push(("rdma", "linux.resources.rdma"));
     }
     wanted
 }
@@ -540,6 +650,155 @@ fn pids_max(limit: i64) -> String {
 
 fn non_empty(v: &Option<String>) -> Option<&str> {
     v.as_deref().filter(|s| !s.is_empty())
+}
+
+fn memory_limits_set(m: &LinuxMemory) -> bool {
+    [m.limit(), m.reservation(), m.swap()]
+        .iter()
+        .any(|v| set(*v).is_some())
+}
+
+/// The memory fields only cgroup v1 has files for.
+fn memory_v1_knobs_set(m: &LinuxMemory) -> bool {
+    set(m.kernel()).is_some()
+        || set(m.kernel_tcp()).is_some()
+        || m.swappiness().is_some()
+        || m.disable_oom_killer() == Some(true)
+        || m.use_hierarchy().is_some()
+}
+
+/// `burst` and `idle` are set when present, 0 included: 0 is a real value
+/// for both (runc keeps them as pointers for that reason).
+fn cpu_set(c: &LinuxCpu) -> bool {
+    c.shares().is_some_and(|s| s != 0)
+        || set(c.quota()).is_some()
+        || c.period().is_some_and(|p| p != 0)
+        || c.burst().is_some()
+        || c.idle().is_some()
+        || set(c.realtime_runtime()).is_some()
+        || c.realtime_period().is_some_and(|p| p != 0)
+}
+
+fn block_io_set(io: &LinuxBlockIo, v2: bool) -> bool {
+    let weights = io.weight().is_some_and(|w| w != 0)
+        || (!v2 && io.leaf_weight().is_some_and(|w| w != 0))
+        || io.weight_device().as_ref().is_some_and(|d| !d.is_empty());
+    weights || throttles(io).iter().any(|(_, _, list)| !list.is_empty())
+}
+
+/// The four throttle lists: (v1 file, v2 io.max key, entries).
+fn throttles(io: &LinuxBlockIo) -> [(&'static str, &'static str, &[LinuxThrottleDevice]); 4] {
+    fn list(l: &Option<Vec<LinuxThrottleDevice>>) -> &[LinuxThrottleDevice] {
+        l.as_deref().unwrap_or_default()
+    }
+    [
+        (
+            "blkio.throttle.read_bps_device",
+            "rbps",
+            list(io.throttle_read_bps_device()),
+        ),
+        (
+            "blkio.throttle.write_bps_device",
+            "wbps",
+            list(io.throttle_write_bps_device()),
+        ),
+        (
+            "blkio.throttle.read_iops_device",
+            "riops",
+            list(io.throttle_read_iops_device()),
+        ),
+        (
+            "blkio.throttle.write_iops_device",
+            "wiops",
+            list(io.throttle_write_iops_device()),
+        ),
+    ]
+}
+
+/// A huge page size as the hugetlb file names spell it (`2MB`, `1GB`,
+/// `64KB`); anything else could name some other file.
+fn page_size(limit: &LinuxHugepageLimit) -> Result<&str> {
+    let size = limit.page_size().as_str();
+    let digits = size.trim_end_matches(|c: char| c.is_ascii_uppercase());
+    let unit = &size[digits.len()..];
+    if !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && ["KB", "MB", "GB"].contains(&unit)
+    {
+        Ok(size)
+    } else {
+        Err(CgroupError::InvalidResource {
+            field: "linux.resources.hugepageLimits[].pageSize",
+            value: size.to_string(),
+            reason: "must be a huge page size such as 2MB or 1GB",
+        })
+    }
+}
+
+/// `net_cls.classid`: 0 is the kernel's "unset", as in runc.
+fn class_id(net: &LinuxNetwork) -> Option<u32> {
+    net.class_id().filter(|&c| c != 0)
+}
+
+fn priorities(net: &LinuxNetwork) -> &[LinuxInterfacePriority] {
+    net.priorities().as_deref().unwrap_or_default()
+}
+
+/// `rdma.max` lines, one per device in name order, with only the limits
+/// that are set (`mlx4_0 hca_handle=2 hca_object=2000`); a device with no
+/// limit set has nothing to write.
+fn rdma_lines(r: &LinuxResources) -> Vec<String> {
+    let Some(map) = r.rdma() else {
+        return Vec::new();
+    };
+    let mut devices: Vec<_> = map.iter().collect();
+    devices.sort_by(|a, b| a.0.cmp(b.0));
+    devices
+        .into_iter()
+        .filter(|(_, l)| l.hca_handles().is_some() || l.hca_objects().is_some())
+        .map(|(device, l)| {
+            let mut line = device.clone();
+            if let Some(h) = l.hca_handles() {
+                line.push_str(&format!(" hca_handle={h}"));
+            }
+            if let Some(o) = l.hca_objects() {
+                line.push_str(&format!(" hca_object={o}"));
+            }
+            line
+        })
+        .collect()
+}
+
+/// `MAJ:MIN` of a block device rule.
+fn device(major: i64, minor: i64) -> String {
+    format!("{major}:{minor}")
+}
+
+/// `memory.checkBeforeUpdate` (runc 1.2): a limit at or below what the
+/// cgroup already uses would have the kernel reclaim or OOM-kill at once;
+/// refuse it instead. `usage` is read lazily and only when a positive limit
+/// is set; an unreadable usage skips the check, as in runc.
+fn check_usage(
+    field: &'static str,
+    limit: Option<i64>,
+    usage: impl FnOnce() -> Result<(u64, PathBuf)>,
+) -> Result<()> {
+    let Some(value) = limit.filter(|&l| l > 0) else {
+        return Ok(());
+    };
+    match usage() {
+        Ok((usage, path)) if value as u64 <= usage => Err(CgroupError::BelowUsage {
+            field,
+            value,
+            usage,
+            path,
+        }),
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::debug!(error = %e, field, "usage unreadable; checkBeforeUpdate skipped");
+            Ok(())
+        }
+    }
 }
 
 fn split_list(s: &str) -> Vec<String> {

@@ -3,7 +3,7 @@
 //! Any failure undoes everything: processes, cgroup, state directory.
 
 use std::collections::BTreeMap;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -148,7 +148,7 @@ pub(super) fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<Con
     } else {
         Vec::new()
     };
-    let process_plan = crate::process::plan(
+    let mut process_plan = crate::process::plan(
         &process,
         crate::process::PlanInput {
             preserve_fds: opts.preserve_fds + listen_fds,
@@ -159,6 +159,13 @@ pub(super) fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<Con
         },
         &mut labels,
     )?;
+    if let Some(profile) = linux.seccomp() {
+        process_plan.seccomp = Some(crate::process::SeccompPlan::new(
+            profile,
+            process_plan.no_new_privs,
+            &mut labels,
+        )?);
+    }
 
     let cgroup = if spec.linux().is_some() {
         let h = Hierarchy::detect()?;
@@ -323,7 +330,23 @@ pub(super) fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<Con
     saved.start_time = start_time;
 
     loop {
-        match sync::recv(parent_raw).map_err(|e| Error::sys("read from the container init", e))? {
+        let got = sync::recv_with_fd(parent_raw)
+            .map_err(|e| Error::sys("read from the container init", e))?;
+        let m = got.as_ref().map(|(m, _)| *m);
+        match m {
+            Some(m) if m.tag == sync::SECCOMP_FD => {
+                let fd = got.and_then(|(_, fd)| fd).ok_or_else(|| {
+                    Error::sys("receive the seccomp notify descriptor", Errno::EPROTO)
+                })?;
+                let listener = plan
+                    .process
+                    .seccomp
+                    .as_ref()
+                    .and_then(|s| s.filter.listener())
+                    .ok_or_else(|| Error::sys("unexpected seccomp descriptor", Errno::EPROTO))?;
+                let state = hook_state_json(&saved, Status::Creating);
+                crate::seccomp::notify::send(listener, fd.as_fd(), init_pid, &state)?;
+            }
             Some(m) if m.tag == sync::RUN_HOOKS => {
                 run_create_hooks(&plan, &saved, init_pid)?;
                 sync::send(parent_raw, Msg::new(sync::HOOKS_DONE, 0, 0))

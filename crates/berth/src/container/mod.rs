@@ -4,10 +4,11 @@
 //! lock.
 
 mod create;
+mod ops;
 pub mod state;
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -17,6 +18,8 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::sys;
 use state::{Lock, Saved};
+
+pub use ops::{Event, EventKind};
 
 /// The OCI runtime-spec version Berth implements.
 pub const OCI_VERSION: &str = "1.2.0";
@@ -206,29 +209,15 @@ impl Container {
 
     /// The status, derived from the live process.
     pub fn status(&self) -> Status {
+        // A created container can be paused too (as in runc).
         if !self.alive() {
             Status::Stopped
-        } else if self.dir.join(state::START_SOCKET).exists() {
-            Status::Created
         } else if self.frozen() {
             Status::Paused
+        } else if self.dir.join(state::START_SOCKET).exists() {
+            Status::Created
         } else {
             Status::Running
-        }
-    }
-
-    fn frozen(&self) -> bool {
-        let Some(cg) = &self.saved.cgroup else {
-            return false;
-        };
-        if cg.is_v2() {
-            cg.dir_of("")
-                .and_then(|d| std::fs::read_to_string(d.join("cgroup.freeze")).ok())
-                .is_some_and(|s| s.trim() == "1")
-        } else {
-            cg.dir_of("freezer")
-                .and_then(|d| std::fs::read_to_string(d.join("freezer.state")).ok())
-                .is_some_and(|s| s.trim() == "FROZEN")
         }
     }
 
@@ -283,7 +272,7 @@ impl Container {
             });
         }
         let (_dirfd, sock) = state::short_path(&self.dir, state::START_SOCKET)?;
-        let mut conn = UnixStream::connect(&sock).map_err(|e| Error::io("connect", &sock, e))?;
+        let conn = UnixStream::connect(&sock).map_err(|e| Error::io("connect", &sock, e))?;
         let spec = self.spec();
         let has_start_hooks = spec
             .as_ref()
@@ -297,31 +286,38 @@ impl Container {
         }
         let _ = conn.shutdown(std::net::Shutdown::Write);
         let _ = std::fs::remove_file(self.dir.join(state::START_SOCKET));
-        // The init execs (closing its end) or reports why it could not.
-        let mut buf = [0u8; 12];
-        let mut n = 0;
-        while n < buf.len() {
-            match conn.read(&mut buf[n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+        // The init execs (closing its end) or reports why it could not;
+        // first it may hand over a seccomp notify descriptor.
+        loop {
+            let got = match crate::process::sync::recv_with_fd(conn.as_raw_fd()) {
+                Ok(got) => got,
                 // The init's end closed by its exec.
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
-                Err(e) => return Err(Error::io("read", &sock, e)),
+                Err(nix::errno::Errno::ECONNRESET) => None,
+                Err(e) => return Err(Error::io("read", &sock, e.into())),
+            };
+            let Some((m, fd)) = got else { break };
+            if m.tag == crate::process::sync::SECCOMP_FD {
+                let listener = spec
+                    .as_ref()
+                    .and_then(|s| s.linux().as_ref()?.seccomp().clone())
+                    .map(|p| crate::seccomp::compile(&p))
+                    .transpose()?
+                    .and_then(|f| f.listener().cloned());
+                if let (Some(fd), Some(l)) = (fd, listener) {
+                    let state = self.hook_state(Status::Created);
+                    crate::seccomp::notify::send(&l, fd.as_fd(), self.saved.pid, &state)?;
+                }
+                continue;
             }
-        }
-        if n == 12 {
-            let label = i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]);
-            let errno = i32::from_ne_bytes([buf[8], buf[9], buf[10], buf[11]]);
             let what = self
                 .saved
                 .labels
-                .get(label as usize)
+                .get(m.a as usize)
                 .cloned()
                 .unwrap_or_else(|| "start".to_string());
             return Err(Error::Init {
                 what,
-                errno: nix::errno::Errno::from_raw(errno),
+                errno: nix::errno::Errno::from_raw(m.b),
             });
         }
         if let Some(spec) = spec {
@@ -374,7 +370,9 @@ impl Container {
             };
             return self.for_each_pid(all, raw);
         }
-        self.for_each_pid(all, send)
+        self.for_each_pid(all, send)?;
+        self.thaw_after_kill(signal);
+        Ok(())
     }
 
     fn for_each_pid(&self, all: bool, mut f: impl FnMut(i32) -> Result<()>) -> Result<()> {

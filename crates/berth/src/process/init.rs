@@ -137,9 +137,12 @@ fn init_inner(plan: &Plan, fds: ChildFds, hook_buf: &mut [u8]) -> Result<Never, 
             }
         }
     }
+    sys::cloexec_from(3 + p.preserve_fds).at(l.session)?;
+    if let Some(sc) = p.seccomp.as_ref().filter(|s| s.early) {
+        load_seccomp(sc, fds.sync).at(sc.label)?;
+    }
     credentials(p)?;
     let exe = find_executable(p)?;
-    sys::cloexec_from(3 + p.preserve_fds).at(l.session)?;
     sync::send(fds.sync, Msg::new(sync::READY, 0, 0)).at(l.session)?;
     // Blocks until `start` connects.
     let conn = loop {
@@ -169,10 +172,25 @@ fn init_inner(plan: &Plan, fds: ChildFds, hook_buf: &mut [u8]) -> Result<Never, 
             run_child_hook(h, &hook_buf[..n]).map_err(|e| start_fail(conn, h.label, e))?;
         }
     }
+    if let Some(sc) = p.seccomp.as_ref().filter(|s| !s.early) {
+        load_seccomp(sc, conn).map_err(|e| start_fail(conn, sc.label, e))?;
+    }
     // SAFETY: exe, argv and envp are NUL-terminated and stay alive; execve
     // only returns on failure.
     unsafe { libc::execve(exe.as_ptr(), p.argv.as_ptr(), p.envp.as_ptr()) };
     Err(start_fail(conn, l.exec, Errno::last()))
+}
+
+/// Loads the filter; with a listener, sends its descriptor over `sock` to
+/// the runtime process on the other end, which hands it on.
+fn load_seccomp(sc: &crate::process::SeccompPlan, sock: RawFd) -> Result<(), Errno> {
+    let fd = sys::seccomp_set_filter(sc.filter.flags(), sc.filter.program())?;
+    if sc.filter.listener().is_some() {
+        let sent = sync::send_with_fd(sock, Msg::new(sync::SECCOMP_FD, 0, 0), fd);
+        sys::close(fd);
+        sent?;
+    }
+    Ok(())
 }
 
 /// Reports a failure after `start` connected: to `start` itself, since the

@@ -91,8 +91,39 @@ pub struct ProcessPlan {
     pub keyring: Option<CString>,
     /// Value for /proc/self/oom_score_adj.
     pub oom_score_adj: Option<CString>,
+    /// The compiled seccomp filter, if the config has one.
+    pub seccomp: Option<SeccompPlan>,
     /// Step labels.
     pub labels: ProcessLabels,
+}
+
+/// When and how the init loads the seccomp filter.
+#[derive(Debug)]
+pub struct SeccompPlan {
+    /// The compiled profile.
+    pub filter: crate::seccomp::Filter,
+    /// Load it before the credentials change rather than right before
+    /// execve: without no_new_privs, loading a filter needs CAP_SYS_ADMIN,
+    /// which the process may be about to lose (as in runc).
+    pub early: bool,
+    /// Label of the load step.
+    pub label: u32,
+}
+
+impl SeccompPlan {
+    /// Compiles `linux.seccomp` for a process with (or without)
+    /// no_new_privs.
+    pub fn new(
+        profile: &oci_spec::runtime::LinuxSeccomp,
+        no_new_privs: bool,
+        labels: &mut Labels,
+    ) -> Result<SeccompPlan> {
+        Ok(SeccompPlan {
+            filter: crate::seccomp::compile(profile)?,
+            early: !no_new_privs,
+            label: labels.add("load the seccomp filter (linux.seccomp)"),
+        })
+    }
 }
 
 /// Labels of the process steps.
@@ -269,6 +300,7 @@ pub fn plan(p: &Process, input: PlanInput, labels: &mut Labels) -> Result<Proces
         oom_score_adj: p
             .oom_score_adj()
             .map(|v| CString::new(v.to_string()).expect("digits")),
+        seccomp: None,
         labels: plan_labels,
     })
 }

@@ -23,6 +23,8 @@ pub const HOOKS_DONE: u32 = 5;
 pub const READY: u32 = 6;
 /// A step failed: label `a`, errno `b`.
 pub const ERROR: u32 = 7;
+/// The seccomp notify descriptor travels with this message (SCM_RIGHTS).
+pub const SECCOMP_FD: u32 = 8;
 
 /// One message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,11 +46,66 @@ impl Msg {
 
 /// Sends a message.
 pub fn send(fd: RawFd, m: Msg) -> Result<(), Errno> {
+    sys::send_all(fd, &encode(m))
+}
+
+/// Sends a message with a descriptor attached.
+pub fn send_with_fd(sock: RawFd, m: Msg, fd: RawFd) -> Result<(), Errno> {
+    sys::send_fd(sock, fd, &encode(m))
+}
+
+fn encode(m: Msg) -> [u8; 12] {
     let mut buf = [0u8; 12];
     buf[..4].copy_from_slice(&m.tag.to_ne_bytes());
     buf[4..8].copy_from_slice(&m.a.to_ne_bytes());
     buf[8..].copy_from_slice(&m.b.to_ne_bytes());
-    sys::send_all(fd, &buf)
+    buf
+}
+
+fn decode(buf: &[u8; 12]) -> Msg {
+    let word = |i: usize| [buf[i], buf[i + 1], buf[i + 2], buf[i + 3]];
+    Msg {
+        tag: u32::from_ne_bytes(word(0)),
+        a: i32::from_ne_bytes(word(4)),
+        b: i32::from_ne_bytes(word(8)),
+    }
+}
+
+/// Receives a message and the descriptor that came with it, if any (the
+/// runtime's side: this allocates). `Ok(None)` when the other side has gone.
+pub fn recv_with_fd(sock: RawFd) -> Result<Option<(Msg, Option<std::os::fd::OwnedFd>)>, Errno> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::FromRawFd;
+    let mut buf = [0u8; 12];
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let (n, fd) = loop {
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        match recvmsg::<()>(sock, &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
+            Ok(r) => {
+                let mut fd = None;
+                for c in r.cmsgs()? {
+                    if let ControlMessageOwned::ScmRights(fds) = c {
+                        for f in fds {
+                            // SAFETY: the kernel just installed this
+                            // descriptor for us; nothing else owns it.
+                            let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(f) };
+                            fd.get_or_insert(owned);
+                        }
+                    }
+                }
+                break (r.bytes, fd);
+            }
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    };
+    if n == 0 {
+        return Ok(None);
+    }
+    if n != 12 {
+        return Err(Errno::EPROTO);
+    }
+    Ok(Some((decode(&buf), fd)))
 }
 
 /// Receives a message; `Ok(None)` when the other side has gone.
@@ -61,10 +118,5 @@ pub fn recv(fd: RawFd) -> Result<Option<Msg>, Errno> {
     if n != 12 {
         return Err(Errno::EPROTO);
     }
-    let word = |i: usize| [buf[i], buf[i + 1], buf[i + 2], buf[i + 3]];
-    Ok(Some(Msg {
-        tag: u32::from_ne_bytes(word(0)),
-        a: i32::from_ne_bytes(word(4)),
-        b: i32::from_ne_bytes(word(8)),
-    }))
+    Ok(Some(decode(&buf)))
 }
