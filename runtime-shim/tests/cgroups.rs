@@ -10,22 +10,6 @@ use std::process::{Command, Stdio};
 
 use common::*;
 
-fn cg_file(ctrl: &str, cgroups_path: &str, file: &str) -> PathBuf {
-    PathBuf::from("/sys/fs/cgroup")
-        .join(ctrl)
-        .join(cgroups_path.trim_start_matches('/'))
-        .join(file)
-}
-
-#[track_caller]
-fn read(ctrl: &str, cgroups_path: &str, file: &str) -> String {
-    let p = cg_file(ctrl, cgroups_path, file);
-    fs::read_to_string(&p)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        .trim()
-        .to_string()
-}
-
 #[test]
 fn resource_limits_are_written_and_removed_on_delete() {
     let t = berth();

@@ -6,29 +6,12 @@
 mod common;
 
 use std::fs;
-use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
 
 const COUNTER: &str = "i=0; while :; do i=$((i+1)); echo $i > /tmp/n; done";
-
-fn cg_file(ctrl: &str, cgroups_path: &str, file: &str) -> PathBuf {
-    PathBuf::from("/sys/fs/cgroup")
-        .join(ctrl)
-        .join(cgroups_path.trim_start_matches('/'))
-        .join(file)
-}
-
-#[track_caller]
-fn read(ctrl: &str, cgroups_path: &str, file: &str) -> String {
-    let p = cg_file(ctrl, cgroups_path, file);
-    fs::read_to_string(&p)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        .trim()
-        .to_string()
-}
 
 /// The container's counter, when the file holds a whole number (it is
 /// rewritten all the time, so a read may catch it empty).

@@ -69,3 +69,21 @@ pub fn ns_link(who: &str, ty: &str) -> String {
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_else(|e| panic!("readlink /proc/{who}/ns/{ty}: {e}"))
 }
+
+/// A v1 controller's file for a container's `cgroupsPath` on this host.
+pub fn cg_file(ctrl: &str, cgroups_path: &str, file: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from("/sys/fs/cgroup")
+        .join(ctrl)
+        .join(cgroups_path.trim_start_matches('/'))
+        .join(file)
+}
+
+/// The trimmed content of [`cg_file`].
+#[track_caller]
+pub fn read(ctrl: &str, cgroups_path: &str, file: &str) -> String {
+    let p = cg_file(ctrl, cgroups_path, file);
+    std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .trim()
+        .to_string()
+}

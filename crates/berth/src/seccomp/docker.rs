@@ -790,7 +790,11 @@ mod tests {
         let f = compile(&default_profile(&runc_caps())).unwrap();
         // Three architectures, ~370 syscalls each, argument rules: the
         // range checks keep it well inside the kernel's 4096.
-        assert!(f.program().len() < 1000, "{} instructions", f.program().len());
+        assert!(
+            f.program().len() < 1000,
+            "{} instructions",
+            f.program().len()
+        );
         eprintln!("docker default: {} instructions", f.program().len());
         assert_eq!(decide(&f, "read", [0; 6]), RET_ALLOW);
         assert_eq!(decide(&f, "write", [0; 6]), RET_ALLOW);
