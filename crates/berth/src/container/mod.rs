@@ -297,12 +297,11 @@ impl Container {
             };
             let Some((m, fd)) = got else { break };
             if m.tag == crate::process::sync::SECCOMP_FD {
+                // create validated the profile; only its listener is needed.
                 let listener = spec
                     .as_ref()
-                    .and_then(|s| s.linux().as_ref()?.seccomp().clone())
-                    .map(|p| crate::seccomp::compile(&p))
-                    .transpose()?
-                    .and_then(|f| f.listener().cloned());
+                    .and_then(|s| s.linux().as_ref()?.seccomp().as_ref())
+                    .and_then(crate::seccomp::Listener::of);
                 if let (Some(fd), Some(l)) = (fd, listener) {
                     let state = self.hook_state(Status::Created);
                     crate::seccomp::notify::send(&l, fd.as_fd(), self.saved.pid, &state)?;

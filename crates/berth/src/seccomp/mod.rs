@@ -119,6 +119,21 @@ pub struct Listener {
     pub metadata: Option<String>,
 }
 
+impl Listener {
+    /// The listener a profile names, if any (`listenerPath` set and not
+    /// empty); [`compile`] checks it.
+    pub fn of(profile: &LinuxSeccomp) -> Option<Listener> {
+        let path = profile
+            .listener_path()
+            .as_ref()
+            .filter(|p| !p.as_os_str().is_empty())?;
+        Some(Listener {
+            path: path.clone(),
+            metadata: profile.listener_metadata().clone(),
+        })
+    }
+}
+
 /// A compiled profile, ready to load.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Filter {
@@ -276,30 +291,27 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter, SeccompError> {
             LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => FLAG_WAIT_KILLABLE_RECV,
         };
     }
-    let listener = match (notify, s.listener_path()) {
-        (true, Some(p)) if !p.as_os_str().is_empty() => {
-            if !p.is_absolute() {
+    let listener = match (notify, Listener::of(s)) {
+        (true, Some(l)) => {
+            if !l.path.is_absolute() {
                 return Err(invalid(
                     "linux.seccomp.listenerPath",
-                    format!("{} is not an absolute path", p.display()),
+                    format!("{} is not an absolute path", l.path.display()),
                 ));
             }
-            Some(Listener {
-                path: p.clone(),
-                metadata: s.listener_metadata().clone(),
-            })
+            Some(l)
         }
-        (true, _) => {
+        (true, None) => {
             return Err(invalid(
                 "linux.seccomp.listenerPath",
                 "required when an action is SCMP_ACT_NOTIFY",
             ))
         }
-        (false, Some(p)) if !p.as_os_str().is_empty() => {
+        (false, Some(_)) => {
             tracing::debug!("seccomp: listenerPath set but no action is SCMP_ACT_NOTIFY");
             None
         }
-        (false, _) => None,
+        (false, None) => None,
     };
     if listener.is_some() {
         // The init is single-threaded, so there is nothing to synchronise,
