@@ -115,6 +115,8 @@ pub enum Command {
     Events(EventsArgs),
     /// Update container resource constraints
     Update(Box<UpdateArgs>),
+    /// Execute a new process inside the container
+    Exec(Box<ExecArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -165,6 +167,70 @@ pub struct RunArgs {
     /// Do not delete the container after it exits
     #[arg(long)]
     pub keep: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Path to the process.json describing the process (the command and the
+    /// process flags below are then not used)
+    #[arg(short, long, value_name = "FILE")]
+    pub process: Option<PathBuf>,
+    /// Allocate a pseudo-TTY
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Path to an AF_UNIX socket which will receive a file descriptor
+    /// referencing the master end of the console's pseudoterminal
+    #[arg(long, value_name = "PATH")]
+    pub console_socket: Option<PathBuf>,
+    /// Detach from the container's process
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Specify the file to write the process id to
+    #[arg(long, value_name = "PATH")]
+    pub pid_file: Option<PathBuf>,
+    /// Set environment variables (KEY=VALUE)
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Current working directory in the container
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    /// UID (format: <uid>[:<gid>])
+    #[arg(short, long, value_name = "UID[:GID]")]
+    pub user: Option<String>,
+    /// Additional gids
+    #[arg(
+        short = 'g',
+        long,
+        value_name = "GID",
+        value_delimiter = ',',
+        allow_negative_numbers = true
+    )]
+    pub additional_gids: Vec<i64>,
+    /// Add a capability to the bounding, effective and permitted sets of
+    /// the process
+    #[arg(short, long = "cap", value_name = "CAP")]
+    pub cap: Vec<String>,
+    /// Set the no new privileges value for the process
+    #[arg(long)]
+    pub no_new_privs: bool,
+    /// Pass N additional file descriptors to the process (stdio + N in total)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// Set the SELinux process label (not supported: berth has no SELinux support)
+    #[arg(long, value_name = "LABEL")]
+    pub process_label: Option<String>,
+    /// Set the AppArmor profile (not supported: berth has no AppArmor support)
+    #[arg(long, value_name = "PROFILE")]
+    pub apparmor: Option<String>,
+    /// The container id
+    pub id: String,
+    /// The command and its arguments
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -541,6 +607,55 @@ mod tests {
             panic!("not run")
         };
         assert!(!a.detach && !a.keep);
+    }
+
+    #[test]
+    fn exec_flags_stop_at_the_command() {
+        let Command::Exec(a) = parse(&[
+            "exec",
+            "-t",
+            "-e",
+            "A=1",
+            "--env",
+            "B=2",
+            "-u",
+            "1000:100",
+            "-g",
+            "10,11",
+            "--additional-gids",
+            "12",
+            "--cap",
+            "CAP_KILL",
+            "--cwd",
+            "/tmp",
+            "--preserve-fds",
+            "2",
+            "c",
+            "ls",
+            "-l",
+            "--tty",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not exec")
+        };
+        assert!(a.tty && !a.detach);
+        assert_eq!(a.env, ["A=1", "B=2"]);
+        assert_eq!(a.user.as_deref(), Some("1000:100"));
+        assert_eq!(a.additional_gids, [10, 11, 12]);
+        assert_eq!(a.cap, ["CAP_KILL"]);
+        assert_eq!(a.preserve_fds, 2);
+        assert_eq!(a.id, "c");
+        assert_eq!(a.command, ["ls", "-l", "--tty"]);
+        let Command::Exec(a) = parse(&["exec", "-d", "--pid-file", "/p", "-p", "/proc.json", "c"])
+            .unwrap()
+            .command
+        else {
+            panic!("not exec")
+        };
+        assert!(a.detach && a.command.is_empty());
+        assert_eq!(a.process, Some(PathBuf::from("/proc.json")));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::cli::{
     Cli, Command, CreateArgs, DeleteArgs, EventsArgs, KillArgs, ListArgs, ListFormat, PsArgs,
     RunArgs, SpecArgs, UpdateArgs,
 };
+use crate::exec::exec;
 use crate::{console, signals};
 
 /// How long a foreground `run` waits for the pty after `create` returned;
@@ -58,6 +59,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Ps(a) => ps(&rt, a)?,
         Command::Events(a) => events(&rt, a)?,
         Command::Update(a) => update(&rt, a)?,
+        Command::Exec(a) => return exec(&rt, a),
     }
     Ok(0)
 }
@@ -192,7 +194,7 @@ fn stable_value(spec: &impl Serialize) -> Result<serde_json::Value> {
 /// The terminal and console-socket combinations runc refuses: a detached
 /// container with a terminal needs somewhere to send it, and a socket is
 /// only used for a detached container with a terminal.
-fn check_terminal(terminal: bool, detach: bool, console_socket: bool) -> Result<()> {
+pub(crate) fn check_terminal(terminal: bool, detach: bool, console_socket: bool) -> Result<()> {
     if detach && terminal && !console_socket {
         bail!("cannot allocate tty if berth will detach without setting console socket");
     }
@@ -324,6 +326,29 @@ fn supervise(
     container: &Container,
     socket: Option<console::ConsoleSocket>,
 ) -> Result<i32> {
+    let (root, id) = (rt.root().to_path_buf(), container.id().to_string());
+    let forward = move |sig| {
+        let sent = Runtime::new(&root)
+            .load(&id)
+            .and_then(|c| c.kill(sig, false));
+        if let Err(e) = sent {
+            tracing::debug!(signal = sig, "forward signal: {e}");
+        }
+    };
+    relay_and_wait(socket, forward, || {
+        container.start()?;
+        Ok(container.wait()?)
+    })
+}
+
+/// Receives the pty from `socket` (when there is one), relays it and
+/// berth's signals (`forward` gets each signal number; SIGWINCH resizes
+/// the pty), then runs `body`, which waits for the process.
+pub(crate) fn relay_and_wait(
+    socket: Option<console::ConsoleSocket>,
+    forward: impl Fn(i32) + Send + 'static,
+    body: impl FnOnce() -> Result<i32>,
+) -> Result<i32> {
     let pty = match socket {
         Some(socket) => Some(socket.receive(CONSOLE_TIMEOUT)?),
         None => None,
@@ -331,7 +356,6 @@ fn supervise(
     let blocked = signals::block().context("block signals for forwarding")?;
     let relay = pty.map(console::Relay::start).transpose()?;
     let master = relay.as_ref().map(console::Relay::master);
-    let (root, id) = (rt.root().to_path_buf(), container.id().to_string());
     signals::relay(blocked, move |sig| {
         if sig == libc::SIGWINCH {
             if let Some(master) = &master {
@@ -339,16 +363,10 @@ fn supervise(
             }
             return;
         }
-        let sent = Runtime::new(&root)
-            .load(&id)
-            .and_then(|c| c.kill(sig, false));
-        if let Err(e) = sent {
-            tracing::debug!(signal = sig, "forward signal: {e}");
-        }
+        forward(sig);
     })
     .context("start signal forwarding")?;
-    container.start()?;
-    let status = container.wait()?;
+    let status = body()?;
     if let Some(relay) = relay {
         relay.finish();
     }

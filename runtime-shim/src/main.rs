@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod console;
+mod exec;
 mod logging;
 mod signals;
 
@@ -27,8 +28,15 @@ fn main() {
             exit(1)
         }
     };
+    // runc's exec exits 255 when the process could not be started, so
+    // that callers can tell it from the process's own status.
+    let is_exec = matches!(cli.command, cli::Command::Exec(_));
     match commands::dispatch(cli) {
         Ok(status) => exit(status),
+        Err(e) if is_exec => {
+            report(&format!("exec failed: {}", message(&e)), sink);
+            exit(255)
+        }
         Err(e) => {
             report(&message(&e), sink);
             exit(1)

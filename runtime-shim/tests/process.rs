@@ -6,7 +6,6 @@ mod common;
 
 use std::fs::{self, File};
 use std::io::Read;
-use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::Duration;
@@ -198,17 +197,6 @@ fn capability_sets_for_a_user_with_ambient_caps() {
         ],
         "CapInh CapPrm CapEff CapBnd CapAmb"
     );
-}
-
-fn fd_list(out: &str) -> Vec<u32> {
-    let mut v: Vec<u32> = out.split_whitespace().map(|s| s.parse().unwrap()).collect();
-    v.sort_unstable();
-    v
-}
-
-fn pipe() -> (File, OwnedFd) {
-    let (r, w) = testbed::nix::unistd::pipe().unwrap();
-    (File::from(r), w)
 }
 
 #[test]

@@ -35,6 +35,14 @@ pub enum Error {
         /// What is wrong with it.
         msg: String,
     },
+    /// An `exec` request is invalid (its process spec or options).
+    #[error("exec in container {id}: {msg}")]
+    Exec {
+        /// The container id.
+        id: String,
+        /// What is wrong, naming the process field.
+        msg: String,
+    },
     /// The requested feature exists in the spec but Berth does not support it.
     #[error("unsupported: {0}")]
     Unsupported(String),

@@ -36,7 +36,9 @@ pub mod spec;
 mod sys;
 
 pub use cgroups::{OomWatcher, Stats};
-pub use container::{Container, CreateOptions, Event, EventKind, Runtime, State, Status};
+pub use container::{
+    Container, CreateOptions, Event, EventKind, ExecOptions, ExecProcess, Runtime, State, Status,
+};
 pub use error::{Error, Result};
 /// The `linux.resources` type [`Container::update`] takes.
 pub use oci_spec::runtime::LinuxResources;

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 /// The order in which existing namespaces are joined: the user namespace
 /// first (it grants the capabilities to join the others), the mount
 /// namespace last (after it, paths resolve in the container).
-const JOIN_ORDER: [LinuxNamespaceType; 8] = [
+pub(crate) const JOIN_ORDER: [LinuxNamespaceType; 8] = [
     LinuxNamespaceType::User,
     LinuxNamespaceType::Ipc,
     LinuxNamespaceType::Uts,

@@ -215,6 +215,15 @@ pub(crate) fn read(fd: RawFd, buf: &mut [u8]) -> SysResult<usize> {
     }
 }
 
+/// pipe2(2) with O_CLOEXEC: (read end, write end).
+pub(crate) fn pipe() -> SysResult<(RawFd, RawFd)> {
+    let mut fds: [libc::c_int; 2] = [-1; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    let ret = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    check_int(ret)?;
+    Ok((fds[0], fds[1]))
+}
+
 /// close(2), ignoring errors (the descriptor is gone either way).
 pub(crate) fn close(fd: RawFd) {
     // SAFETY: closing an integer descriptor has no memory effects.

@@ -370,3 +370,41 @@ fn eight_threads_at_once() {
         assert!(testbed::cgroup_dirs(b.cgroups_path()).is_empty());
     }
 }
+
+#[test]
+fn exec_from_many_threads_at_once() {
+    let (sb, rt, _w) = setup();
+    let b = sb.bundle(&["sleep", "1000"]);
+    b.write().unwrap();
+    let id = sb.id("libexec");
+    let c = rt.create(&id, &CreateOptions::new(b.path())).unwrap();
+    c.start().unwrap();
+    let spec = c.spec().unwrap();
+    let base = spec.process().clone().unwrap();
+    let handles: Vec<_> = (0..6)
+        .map(|i| {
+            let (c, mut p) = (c.clone(), base.clone());
+            p.set_args(Some(vec![
+                "sh".into(),
+                "-c".into(),
+                format!("[ \"$(readlink /proc/self/ns/pid)\" = \"$(readlink /proc/1/ns/pid)\" ] && exit {}", 10 + i),
+            ]));
+            thread::spawn(move || {
+                let child = c.exec(&p, &berth::ExecOptions::default()).map_err(|e| e.to_string())?;
+                child.wait().map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    for (i, h) in handles.into_iter().enumerate() {
+        assert_eq!(h.join().unwrap(), Ok(10 + i as i32));
+    }
+    // A process spec the spec forbids is refused before anything starts.
+    let mut bad = base.clone();
+    bad.set_cwd("relative".into());
+    let e = c.exec(&bad, &berth::ExecOptions::default()).unwrap_err();
+    assert!(matches!(e, Error::Exec { .. }), "{e}");
+    assert!(e.to_string().contains("process.cwd"), "{e}");
+    c.kill(libc::SIGKILL, false).unwrap();
+    rt.load(&id).unwrap().delete(true).unwrap();
+    sb.leak_check(&id, &b);
+}

@@ -29,6 +29,7 @@
 
 pub mod bundle;
 pub mod busybox;
+pub mod cgroupfs;
 pub mod console;
 pub mod leak;
 pub mod runner;

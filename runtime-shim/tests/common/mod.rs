@@ -87,3 +87,16 @@ pub fn read(ctrl: &str, cgroups_path: &str, file: &str) -> String {
         .trim()
         .to_string()
 }
+
+/// The numbers in `ls /proc/self/fd` output, sorted.
+pub fn fd_list(out: &str) -> Vec<u32> {
+    let mut v: Vec<u32> = out.split_whitespace().map(|s| s.parse().unwrap()).collect();
+    v.sort_unstable();
+    v
+}
+
+/// A pipe: the read end as a File, the write end to pass on.
+pub fn pipe() -> (std::fs::File, std::os::fd::OwnedFd) {
+    let (r, w) = testbed::nix::unistd::pipe().unwrap();
+    (std::fs::File::from(r), w)
+}

@@ -120,20 +120,11 @@ pub(super) fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<Con
             "a terminal needs a console socket (--console-socket)",
         ));
     }
-    let console_socket = match &opts.console_socket {
-        Some(path) => {
-            let parent = path.parent().unwrap_or(Path::new("/"));
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let (_d, short) = state::short_path(parent, &name)?;
-            let s = UnixStream::connect(&short)
-                .map_err(|e| Error::io("connect to console socket", path, e))?;
-            Some(OwnedFd::from(s))
-        }
-        None => None,
-    };
+    let console_socket = opts
+        .console_socket
+        .as_deref()
+        .map(connect_console)
+        .transpose()?;
 
     // LISTEN_FDS (socket activation) passes through like --preserve-fds.
     let listen_fds: u32 = std::env::var("LISTEN_FDS")
@@ -156,16 +147,12 @@ pub(super) fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<Con
             console_socket,
             keyring: (!opts.no_new_keyring).then(|| format!("_ses.{id}")),
             setgroups_denied: namespaces.new_user && !nix::unistd::geteuid().is_root(),
+            root: Some(rootfs.clone()),
         },
         &mut labels,
     )?;
-    if let Some(profile) = linux.seccomp() {
-        process_plan.seccomp = Some(crate::process::SeccompPlan::new(
-            profile,
-            process_plan.no_new_privs,
-            &mut labels,
-        )?);
-    }
+    process_plan.add_seccomp(linux.seccomp().as_ref(), &mut labels)?;
+    process_plan.set_personality(linux.personality().as_ref(), &mut labels)?;
 
     let cgroup = if spec.linux().is_some() {
         let h = Hierarchy::detect()?;
@@ -227,6 +214,7 @@ pub(super) fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<Con
         cgroup: cgroup.clone(),
         config: serde_json::to_value(&spec).unwrap_or_default(),
         labels: Vec::new(),
+        no_new_keyring: opts.no_new_keyring,
     };
     let hook_state_capacity = if start_hooks.is_empty() {
         0
@@ -253,13 +241,7 @@ pub(super) fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<Con
     let (dirfd, sock_path) = state::short_path(&dir, state::START_SOCKET)?;
     let listener = UnixListener::bind(&sock_path)
         .map_err(|e| Error::io("bind", dir.join(state::START_SOCKET), e))?;
-    let (parent_end, child_end) = nix::sys::socket::socketpair(
-        nix::sys::socket::AddressFamily::Unix,
-        nix::sys::socket::SockType::SeqPacket,
-        None,
-        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(|e| Error::sys("socketpair", e))?;
+    let (parent_end, child_end) = crate::process::sync::pair()?;
     let mut hook_buf = vec![0u8; plan.hook_state_capacity];
     let fds = ChildFds {
         sync: child_end.as_raw_fd(),
@@ -376,8 +358,18 @@ fn child_entry(
     (first_closed, keep): (RawFd, &mut [RawFd]),
     hook_buf: &mut [u8],
 ) -> ! {
-    // Preserved descriptors (3..first_closed) may be the runtime's own
-    // numbers: close those explicitly, the rest by range.
+    prepare_child(runtime_fds, first_closed, keep);
+    init::stage1(plan, fds, hook_buf)
+}
+
+/// In a freshly cloned setup process: close every descriptor but stdio,
+/// the preserved ones (3..first_closed) and `keep`, and reset the signal
+/// state inherited from the host. In a threaded host, any other
+/// descriptor may be another container's lock or a file the host never
+/// meant to share.
+pub(super) fn prepare_child(runtime_fds: &[RawFd], first_closed: RawFd, keep: &mut [RawFd]) {
+    // Preserved descriptors may be the runtime's own numbers: close those
+    // explicitly, the rest by range.
     for &fd in runtime_fds {
         if !keep.contains(&fd) {
             sys::close(fd);
@@ -385,7 +377,20 @@ fn child_entry(
     }
     sys::close_all_but(first_closed, keep);
     reset_signals();
-    init::stage1(plan, fds, hook_buf)
+}
+
+/// Connects to a console socket (`--console-socket`), through a short
+/// /proc/self/fd path so long paths stay under the socket path limit.
+pub(super) fn connect_console(path: &Path) -> Result<OwnedFd> {
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (_d, short) = state::short_path(parent, &name)?;
+    let s =
+        UnixStream::connect(&short).map_err(|e| Error::io("connect to console socket", path, e))?;
+    Ok(OwnedFd::from(s))
 }
 
 /// Default dispositions and an empty mask: the container must not inherit
@@ -442,7 +447,7 @@ fn run_create_hooks(plan: &Plan, saved: &Saved, init_pid: i32) -> Result<()> {
     Ok(())
 }
 
-fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+pub(super) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let path = absolute(path)?;
     let tmp = path.with_file_name(format!(
         ".{}.tmp",

@@ -4,6 +4,7 @@
 //! lock.
 
 mod create;
+mod exec;
 mod ops;
 pub mod state;
 
@@ -19,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::sys;
 use state::{Lock, Saved};
 
+pub use exec::{ExecOptions, ExecProcess};
 pub use ops::{Event, EventKind};
 
 /// The OCI runtime-spec version Berth implements.
@@ -256,7 +258,8 @@ impl Container {
         hook_state_json(&self.saved, status)
     }
 
-    fn spec(&self) -> Option<oci_spec::runtime::Spec> {
+    /// The config the container was created from.
+    pub fn spec(&self) -> Option<oci_spec::runtime::Spec> {
         serde_json::from_value(self.saved.config.clone()).ok()
     }
 

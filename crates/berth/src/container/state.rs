@@ -38,6 +38,10 @@ pub struct Saved {
     pub config: serde_json::Value,
     /// Step descriptions, for errors the init reports at `start`.
     pub labels: Vec<String>,
+    /// Created with `--no-new-keyring`: exec'd processes keep the
+    /// caller's session keyring too.
+    #[serde(default)]
+    pub no_new_keyring: bool,
 }
 
 /// The state file's name.

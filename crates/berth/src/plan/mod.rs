@@ -9,7 +9,7 @@ use oci_spec::runtime::Spec;
 
 use crate::error::Result;
 use crate::hooks::ChildHook;
-use crate::namespaces::NamespacePlan;
+use crate::namespaces::{Join, NamespacePlan};
 use crate::process::ProcessPlan;
 use crate::rootfs::RootfsPlan;
 
@@ -106,5 +106,19 @@ pub struct NsLabels {
     /// /proc/self/timens_offsets.
     pub offsets: u32,
     /// forking the init.
+    pub fork: u32,
+}
+
+/// Everything needed to run one more process in a container (`exec`),
+/// prepared before clone.
+#[derive(Debug)]
+pub struct ExecPlan {
+    /// Step descriptions for error reports.
+    pub labels: Labels,
+    /// The container's namespaces, opened through its init, in join order.
+    pub join: Vec<Join>,
+    /// The process.
+    pub process: ProcessPlan,
+    /// Label of forking the process into the joined pid namespace.
     pub fork: u32,
 }

@@ -24,13 +24,13 @@ pub(crate) struct ChildFds {
     pub start: RawFd,
 }
 
-fn report(fd: RawFd, f: Fail) -> ! {
+pub(super) fn report(fd: RawFd, f: Fail) -> ! {
     let _ = sync::send(fd, Msg::new(sync::ERROR, f.label as i32, f.errno as i32));
     sys::exit_now(1)
 }
 
 /// Waits for `tag` from the runtime; exits quietly when it has gone.
-fn expect(fd: RawFd, tag: u32) -> Result<Msg, Errno> {
+pub(super) fn expect(fd: RawFd, tag: u32) -> Result<Msg, Errno> {
     match sync::recv(fd)? {
         Some(m) if m.tag == tag => Ok(m),
         Some(_) => Err(Errno::EPROTO),
@@ -78,11 +78,14 @@ fn stage1_inner(plan: &Plan, fds: ChildFds, hook_buf: &mut [u8]) -> Result<(), F
         sys::close(fd);
         r.at(l.offsets)?;
     }
+    let gate = sync::Gate::new().at(l.fork)?;
     let pid = sys::clone_fork(0).at(l.fork)?;
     if pid == 0 {
+        gate.pass();
         init(plan, fds, hook_buf);
     }
     sync::send(fds.sync, Msg::new(sync::INIT_PID, pid, 0)).at(l.fork)?;
+    gate.open();
     Ok(())
 }
 
@@ -102,12 +105,8 @@ fn init_inner(plan: &Plan, fds: ChildFds, hook_buf: &mut [u8]) -> Result<Never, 
     // Device nodes and mount points get exactly the modes asked for.
     // SAFETY: umask only changes this process's mask.
     unsafe { libc::umask(0) };
-    if let Some(v) = &p.oom_score_adj {
-        let fd = sys::open(c"/proc/self/oom_score_adj", libc::O_WRONLY, 0).at(l.oom)?;
-        let r = sys::write_all(fd, v.as_bytes());
-        sys::close(fd);
-        r.at(l.oom)?;
-    }
+    oom_score_adj(p)?;
+    personality(p)?;
     // Until it execs, the init is the runtime's own binary: keep other
     // processes (hooks, anything sharing its namespaces) from reaching it
     // through /proc/PID/exe or ptrace. exec makes the program dumpable again.
@@ -121,22 +120,19 @@ fn init_inner(plan: &Plan, fds: ChildFds, hook_buf: &mut [u8]) -> Result<Never, 
     sys::close(root);
     nix::unistd::setsid().at(l.session)?;
     if p.terminal {
-        console(p)?;
+        console(p, true)?;
     }
     crate::rootfs::finish(&plan.rootfs)?;
-    if let Some(name) = &p.keyring {
-        // Kernels without keyrings (or with them blocked) are not an error,
-        // as with runc.
-        match sys::join_session_keyring(name) {
-            Ok(()) | Err(Errno::ENOSYS) | Err(Errno::EPERM) | Err(Errno::EACCES) => {}
-            Err(e) => {
-                return Err(Fail {
-                    label: l.keyring,
-                    errno: e,
-                })
-            }
+    for d in &p.cwd_dirs {
+        // SAFETY: `d` is NUL-terminated; mkdir only creates a directory.
+        if unsafe { libc::mkdir(d.as_ptr(), 0o755) } != 0 && Errno::last() != Errno::EEXIST {
+            return Err(Fail {
+                label: l.cwd,
+                errno: Errno::last(),
+            });
         }
     }
+    join_keyring(p)?;
     sys::cloexec_from(3 + p.preserve_fds).at(l.session)?;
     if let Some(sc) = p.seccomp.as_ref().filter(|s| s.early) {
         load_seccomp(sc, fds.sync).at(sc.label)?;
@@ -181,9 +177,53 @@ fn init_inner(plan: &Plan, fds: ChildFds, hook_buf: &mut [u8]) -> Result<Never, 
     Err(start_fail(conn, l.exec, Errno::last()))
 }
 
+/// Joins (or makes) the container's session keyring.
+pub(super) fn join_keyring(p: &ProcessPlan) -> Result<(), Fail> {
+    if let Some(name) = &p.keyring {
+        // Kernels without keyrings (or with them blocked) are not an error,
+        // as with runc.
+        match sys::join_session_keyring(name) {
+            Ok(()) | Err(Errno::ENOSYS) | Err(Errno::EPERM) | Err(Errno::EACCES) => {}
+            Err(e) => {
+                return Err(Fail {
+                    label: p.labels.keyring,
+                    errno: e,
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes the process's oom_score_adj.
+pub(super) fn oom_score_adj(p: &ProcessPlan) -> Result<(), Fail> {
+    if let Some(v) = &p.oom_score_adj {
+        let fd = sys::open(c"/proc/self/oom_score_adj", libc::O_WRONLY, 0).at(p.labels.oom)?;
+        let r = sys::write_all(fd, v.as_bytes());
+        sys::close(fd);
+        r.at(p.labels.oom)?;
+    }
+    Ok(())
+}
+
+/// Sets the persona (linux.personality); inherited across execve.
+pub(super) fn personality(p: &ProcessPlan) -> Result<(), Fail> {
+    if let Some((persona, label)) = p.personality {
+        // SAFETY: personality(2) takes a plain value and changes only this
+        // process's execution domain.
+        if unsafe { libc::personality(persona) } == -1 {
+            return Err(Fail {
+                label,
+                errno: Errno::last(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Loads the filter; with a listener, sends its descriptor over `sock` to
 /// the runtime process on the other end, which hands it on.
-fn load_seccomp(sc: &crate::process::SeccompPlan, sock: RawFd) -> Result<(), Errno> {
+pub(super) fn load_seccomp(sc: &crate::process::SeccompPlan, sock: RawFd) -> Result<(), Errno> {
     let fd = sys::seccomp_set_filter(sc.filter.flags(), sc.filter.program())?;
     if sc.filter.listener().is_some() {
         let sent = sync::send_with_fd(sock, Msg::new(sync::SECCOMP_FD, 0, 0), fd);
@@ -263,7 +303,7 @@ fn run_child_hook(h: &ChildHook, state: &[u8]) -> Result<(), Errno> {
 /// The pty: created on the container's devpts, the master sent over the
 /// console socket, the slave made the controlling terminal, stdio and
 /// /dev/console.
-fn console(p: &ProcessPlan) -> Result<(), Fail> {
+pub(super) fn console(p: &ProcessPlan, bind_console: bool) -> Result<(), Fail> {
     let l = p.labels.console;
     let master = sys::open(c"/dev/ptmx", libc::O_RDWR | libc::O_NOCTTY, 0).at(l)?;
     let unlock: libc::c_int = 0;
@@ -309,26 +349,9 @@ fn console(p: &ProcessPlan) -> Result<(), Fail> {
         sys::send_fd(sock.as_raw_fd(), master, b"/dev/ptmx").at(l)?;
     }
     sys::close(master);
-    // /dev/console becomes a bind mount of the pty slave.
-    let mut pts = [0u8; 32];
-    let prefix = b"/dev/pts/";
-    pts[..prefix.len()].copy_from_slice(prefix);
-    let digits = sys::FdPath::new(n as RawFd);
-    let d = &digits.as_cstr().to_bytes()[b"/proc/self/fd/".len()..];
-    pts[prefix.len()..prefix.len() + d.len()].copy_from_slice(d);
-    let pts = std::ffi::CStr::from_bytes_until_nul(&pts).map_err(|_| Fail {
-        label: l,
-        errno: Errno::EINVAL,
-    })?;
-    match sys::open(
-        c"/dev/console",
-        libc::O_CREAT | libc::O_RDWR | libc::O_NOCTTY,
-        0o600,
-    ) {
-        Ok(fd) => sys::close(fd),
-        Err(e) => return Err(Fail { label: l, errno: e }),
+    if bind_console {
+        bind_dev_console(l, n)?;
     }
-    sys::mount(Some(pts), c"/dev/console", None, libc::MS_BIND, None).at(l)?;
     for target in 0..3 {
         // SAFETY: duplicating a valid descriptor onto stdio.
         if unsafe { libc::dup3(slave, target, 0) } < 0 {
@@ -349,8 +372,32 @@ fn console(p: &ProcessPlan) -> Result<(), Fail> {
     Ok(())
 }
 
+/// The init's /dev/console: a bind mount of its pty slave number `n`.
+fn bind_dev_console(l: u32, n: libc::c_uint) -> Result<(), Fail> {
+    let mut pts = [0u8; 32];
+    let prefix = b"/dev/pts/";
+    pts[..prefix.len()].copy_from_slice(prefix);
+    let digits = sys::FdPath::new(n as RawFd);
+    let d = &digits.as_cstr().to_bytes()[b"/proc/self/fd/".len()..];
+    pts[prefix.len()..prefix.len() + d.len()].copy_from_slice(d);
+    let pts = std::ffi::CStr::from_bytes_until_nul(&pts).map_err(|_| Fail {
+        label: l,
+        errno: Errno::EINVAL,
+    })?;
+    match sys::open(
+        c"/dev/console",
+        libc::O_CREAT | libc::O_RDWR | libc::O_NOCTTY,
+        0o600,
+    ) {
+        Ok(fd) => sys::close(fd),
+        Err(e) => return Err(Fail { label: l, errno: e }),
+    }
+    sys::mount(Some(pts), c"/dev/console", None, libc::MS_BIND, None).at(l)?;
+    Ok(())
+}
+
 /// rlimits, groups, uid/gid, capabilities, no_new_privs, umask, cwd.
-fn credentials(p: &ProcessPlan) -> Result<(), Fail> {
+pub(super) fn credentials(p: &ProcessPlan) -> Result<(), Fail> {
     let l = &p.labels;
     for &(res, soft, hard, label) in &p.rlimits {
         let r = libc::rlimit {
@@ -425,7 +472,7 @@ fn credentials(p: &ProcessPlan) -> Result<(), Fail> {
 }
 
 /// The first candidate for args[0] that is an executable regular file.
-fn find_executable(p: &ProcessPlan) -> Result<&std::ffi::CStr, Fail> {
+pub(super) fn find_executable(p: &ProcessPlan) -> Result<&std::ffi::CStr, Fail> {
     let mut err = Errno::ENOENT;
     for c in &p.exec_candidates {
         // SAFETY: zeroed stat is a valid out-parameter; `c` is NUL-terminated.

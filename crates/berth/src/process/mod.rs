@@ -2,6 +2,7 @@
 //! rlimits, capabilities, noNewPrivileges, terminal, and the init that
 //! sets them up and execs the program.
 
+pub(crate) mod exec;
 pub(crate) mod init;
 pub mod signal;
 pub mod sync;
@@ -60,6 +61,9 @@ pub struct ProcessPlan {
     pub exec_candidates: Vec<CString>,
     /// Working directory.
     pub cwd: CString,
+    /// The working directory and its ancestors, shortest first: the init
+    /// creates the missing ones (mode 0755) as runc and crun do.
+    pub cwd_dirs: Vec<CString>,
     /// uid.
     pub uid: libc::uid_t,
     /// gid.
@@ -93,6 +97,8 @@ pub struct ProcessPlan {
     pub oom_score_adj: Option<CString>,
     /// The compiled seccomp filter, if the config has one.
     pub seccomp: Option<SeccompPlan>,
+    /// personality(2) persona from `linux.personality`, and its label.
+    pub personality: Option<(libc::c_ulong, u32)>,
     /// Step labels.
     pub labels: ProcessLabels,
 }
@@ -123,6 +129,47 @@ impl SeccompPlan {
             early: !no_new_privs,
             label: labels.add("load the seccomp filter (linux.seccomp)"),
         })
+    }
+}
+
+impl ProcessPlan {
+    /// Takes the container's `linux.personality`. Only the domain is
+    /// supported: the spec defines no flag values, so any flag is refused.
+    pub fn set_personality(
+        &mut self,
+        persona: Option<&oci_spec::runtime::LinuxPersonality>,
+        labels: &mut Labels,
+    ) -> Result<()> {
+        use oci_spec::runtime::LinuxPersonalityDomain as Domain;
+        let Some(persona) = persona else {
+            return Ok(());
+        };
+        if let Some(flag) = persona.flags().as_deref().unwrap_or_default().first() {
+            return Err(Error::spec(
+                "linux.personality.flags",
+                format!("unsupported flag {flag:?}: no personality flags are defined"),
+            ));
+        }
+        let (value, name) = match persona.domain() {
+            Domain::PerLinux => (0x0000, "LINUX"),
+            Domain::PerLinux32 => (0x0008, "LINUX32"),
+        };
+        let label = labels.add(format!("set personality {name} (linux.personality)"));
+        self.personality = Some((value, label));
+        Ok(())
+    }
+
+    /// Compiles the container's `linux.seccomp`, if any, for this process
+    /// (its no_new_privs decides when the filter is loaded).
+    pub fn add_seccomp(
+        &mut self,
+        profile: Option<&oci_spec::runtime::LinuxSeccomp>,
+        labels: &mut Labels,
+    ) -> Result<()> {
+        if let Some(profile) = profile {
+            self.seccomp = Some(SeccompPlan::new(profile, self.no_new_privs, labels)?);
+        }
+        Ok(())
     }
 }
 
@@ -185,6 +232,9 @@ pub struct PlanInput {
     pub keyring: Option<String>,
     /// Whether the container has a user namespace whose setgroups is denied.
     pub setgroups_denied: bool,
+    /// The container's root directory, where /etc/passwd gives HOME when
+    /// the process env has none (as runc and crun do).
+    pub root: Option<std::path::PathBuf>,
 }
 
 /// Prepares the process setup.
@@ -192,6 +242,12 @@ pub fn plan(p: &Process, input: PlanInput, labels: &mut Labels) -> Result<Proces
     let args = p.args().clone().unwrap_or_default();
     let mut env = p.env().clone().unwrap_or_default();
     env.extend(input.extra_env);
+    let mut env = dedup_env(env);
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        if let Some(root) = &input.root {
+            env.push(format!("HOME={}", home_of(root, p.user().uid())));
+        }
+    }
     let path_var = env
         .iter()
         .rev()
@@ -280,6 +336,7 @@ pub fn plan(p: &Process, input: PlanInput, labels: &mut Labels) -> Result<Proces
         exec_candidates,
         cwd: CString::new(p.cwd().as_os_str().as_encoded_bytes())
             .map_err(|_| Error::spec("process.cwd", "NUL byte"))?,
+        cwd_dirs: ancestors(p.cwd())?,
         uid: user.uid(),
         gid: user.gid(),
         groups: user.additional_gids().clone().unwrap_or_default(),
@@ -301,8 +358,77 @@ pub fn plan(p: &Process, input: PlanInput, labels: &mut Labels) -> Result<Proces
             .oom_score_adj()
             .map(|v| CString::new(v.to_string()).expect("digits")),
         seccomp: None,
+        personality: None,
         labels: plan_labels,
     })
+}
+
+/// The home directory of `uid` in `root`'s /etc/passwd, `/` when there is
+/// none. The file is opened with the lookup confined to `root`: a symlink
+/// planted in the container cannot point the read at the host's files.
+pub fn home_of(root: &std::path::Path, uid: u32) -> String {
+    use std::io::Read as _;
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let read = || -> Option<String> {
+        let dir = std::fs::File::open(root).ok()?;
+        let fd = crate::sys::open_in_root(dir.as_raw_fd(), c"/etc/passwd", libc::O_RDONLY).ok()?;
+        // SAFETY: `fd` was just opened and nothing else owns it.
+        let f = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut text = String::new();
+        std::fs::File::from(f)
+            .take(1 << 20)
+            .read_to_string(&mut text)
+            .ok()?;
+        Some(text)
+    };
+    read()
+        .as_deref()
+        .and_then(|t| passwd_home(t, uid))
+        .unwrap_or("/")
+        .to_string()
+}
+
+/// The home field of `uid`'s line in passwd(5) text.
+fn passwd_home(text: &str, uid: u32) -> Option<&str> {
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 6 && f[2].parse::<u32>().ok() == Some(uid)).then(|| f[5])
+    })
+}
+
+/// `/a`, `/a/b`, `/a/b/c` for `/a/b/c`.
+fn ancestors(cwd: &std::path::Path) -> Result<Vec<CString>> {
+    let mut out = Vec::new();
+    let mut cur = std::path::PathBuf::from("/");
+    for c in cwd.components() {
+        if let std::path::Component::Normal(name) = c {
+            cur.push(name);
+            out.push(
+                CString::new(cur.as_os_str().as_encoded_bytes())
+                    .map_err(|_| Error::spec("process.cwd", "NUL byte"))?,
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// One entry per variable: a later `KEY=` replaces an earlier one's value
+/// in the earlier one's place, as runc's environment handling does (so
+/// `exec --env PATH=...` overrides the config's PATH for getenv(3), which
+/// returns the first match).
+fn dedup_env(env: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(env.len());
+    for e in env {
+        let key = e.split('=').next().unwrap_or_default();
+        match out
+            .iter_mut()
+            .find(|o| o.split('=').next().unwrap_or_default() == key)
+        {
+            Some(slot) => *slot = e,
+            None => out.push(e),
+        }
+    }
+    out
 }
 
 /// Makes the calling process a child subreaper, so that a container's init
@@ -330,6 +456,7 @@ mod tests {
             console_socket: None,
             keyring: None,
             setgroups_denied: false,
+            root: None,
         };
         let plan = plan(&p, input, &mut Labels::default()).unwrap();
         let c: Vec<_> = plan
@@ -339,6 +466,40 @@ mod tests {
             .collect();
         assert_eq!(c, ["/bin/sh", "/usr/bin/sh"]);
         assert_eq!(plan.umask, 0o022);
+        assert!(plan.cwd_dirs.is_empty());
         assert_eq!(plan.argv.items().len(), 3);
+    }
+
+    #[test]
+    fn later_variables_replace_earlier_ones_in_place() {
+        let env = dedup_env(
+            ["PATH=/bin", "A=1", "PATH=/x", "B=", "A=2"]
+                .map(String::from)
+                .to_vec(),
+        );
+        assert_eq!(env, ["PATH=/x", "A=2", "B="]);
+    }
+
+    #[test]
+    fn home_comes_from_the_roots_passwd_and_stays_inside() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(
+            root.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nbob:x:1000:1000::/home/bob:/bin/sh\n",
+        )
+        .unwrap();
+        assert_eq!(home_of(&root, 0), "/root");
+        assert_eq!(home_of(&root, 1000), "/home/bob");
+        assert_eq!(home_of(&root, 7), "/");
+        // A symlink to the host's passwd resolves inside the root.
+        std::fs::remove_file(root.join("etc/passwd")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.join("etc/passwd")).unwrap();
+        assert_eq!(home_of(&root, 0), "/");
+        std::fs::remove_file(root.join("etc/passwd")).unwrap();
+        std::os::unix::fs::symlink("../../../../../../etc/passwd", root.join("etc/passwd"))
+            .unwrap();
+        assert_eq!(home_of(&root, 0), "/");
     }
 }

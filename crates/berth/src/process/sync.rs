@@ -25,6 +25,8 @@ pub const READY: u32 = 6;
 pub const ERROR: u32 = 7;
 /// The seccomp notify descriptor travels with this message (SCM_RIGHTS).
 pub const SECCOMP_FD: u32 = 8;
+/// The pid (`a`) of a process started by `exec`, as seen by the runtime.
+pub const EXEC_PID: u32 = 9;
 
 /// One message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +43,49 @@ impl Msg {
     /// A message with arguments.
     pub fn new(tag: u32, a: i32, b: i32) -> Msg {
         Msg { tag, a, b }
+    }
+}
+
+/// A connected pair of close-on-exec seqpacket sockets: (runtime's end,
+/// child's end).
+pub fn pair() -> crate::error::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| crate::error::Error::sys("socketpair", e))
+}
+
+/// Holds a freshly forked process until its parent has announced it: the
+/// child's messages share the parent's socket and must not overtake the
+/// message that carries its pid.
+pub(crate) struct Gate {
+    read: RawFd,
+    write: RawFd,
+}
+
+impl Gate {
+    /// A closed gate (a close-on-exec pipe), made before the fork.
+    pub(crate) fn new() -> Result<Gate, Errno> {
+        let (read, write) = sys::pipe()?;
+        Ok(Gate { read, write })
+    }
+
+    /// In the child: waits until the parent opens the gate or exits.
+    pub(crate) fn pass(self) {
+        sys::close(self.write);
+        let mut b = [0u8; 1];
+        let _ = sys::read(self.read, &mut b);
+        sys::close(self.read);
+    }
+
+    /// In the parent, once the child is announced.
+    pub(crate) fn open(self) {
+        sys::close(self.read);
+        sys::close(self.write);
     }
 }
 

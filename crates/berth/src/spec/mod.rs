@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
 use crate::error::{Error, Result};
 
@@ -47,30 +47,7 @@ pub fn validate(spec: &Spec) -> Result<()> {
         .process()
         .as_ref()
         .ok_or_else(|| Error::spec("process", "missing"))?;
-    let args = process.args().as_deref().unwrap_or_default();
-    if args.is_empty() || args[0].is_empty() {
-        return Err(Error::spec("process.args", "must name a program to run"));
-    }
-    if !process.cwd().is_absolute() {
-        return Err(Error::spec(
-            "process.cwd",
-            format!("{:?} is not an absolute path", process.cwd()),
-        ));
-    }
-    for (i, e) in process
-        .env()
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
-        if !e.contains('=') || e.contains('\0') {
-            return Err(Error::spec(
-                format!("process.env[{i}]"),
-                format!("{e:?} is not KEY=VALUE"),
-            ));
-        }
-    }
+    check_process(process).map_err(|(field, msg)| Error::spec(field, msg))?;
     for (i, m) in spec
         .mounts()
         .as_deref()
@@ -184,6 +161,59 @@ pub fn validate(spec: &Spec) -> Result<()> {
         for key in keys {
             check_sysctl(key, &has)?;
         }
+    }
+    Ok(())
+}
+
+/// The checks on a process that hold for the init and for `exec`: the
+/// field (`process.cwd`) and what is wrong with it.
+pub fn check_process(process: &Process) -> std::result::Result<(), (String, String)> {
+    let bad = |f: &str, m: String| Err((f.to_string(), m));
+    let args = process.args().as_deref().unwrap_or_default();
+    if args.is_empty() || args[0].is_empty() {
+        return bad("process.args", "must name a program to run".into());
+    }
+    if !process.cwd().is_absolute() {
+        return bad(
+            "process.cwd",
+            format!("{:?} is not an absolute path", process.cwd()),
+        );
+    }
+    for (i, e) in process
+        .env()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        if !e.contains('=') || e.starts_with('=') || e.contains('\0') {
+            return bad(
+                &format!("process.env[{i}]"),
+                format!("{e:?} is not KEY=VALUE"),
+            );
+        }
+    }
+    // Applying a profile or label nobody enforces would only pretend to
+    // confine the process.
+    if process
+        .apparmor_profile()
+        .as_deref()
+        .is_some_and(|p| !p.is_empty())
+    {
+        return bad(
+            "process.apparmorProfile",
+            "unsupported: berth has no AppArmor support".into(),
+        );
+    }
+    if process
+        .selinux_label()
+        .as_deref()
+        .is_some_and(|l| !l.is_empty())
+    {
+        return bad(
+            "process.selinuxLabel",
+            "unsupported: berth has no SELinux support".into(),
+        );
     }
     Ok(())
 }
