@@ -52,6 +52,24 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// Parses the command line as runc does: a flag given twice keeps its
+    /// last value (podman passes `--log-format=json` itself and again when
+    /// the user's runtime flags hold it), while list flags such as `--env`
+    /// still collect every occurrence.
+    pub fn parse_args<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        use clap::{CommandFactory, FromArgMatches};
+        let cmd = Cli::command()
+            .args_override_self(true)
+            .mut_subcommands(|s| s.args_override_self(true));
+        Cli::from_arg_matches(&cmd.try_get_matches_from(args)?)
+    }
+}
+
 /// How log lines are rendered; both match logrus as runc uses it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -480,7 +498,7 @@ mod tests {
     use clap::error::ErrorKind;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(std::iter::once("berth").chain(args.iter().copied()))
+        Cli::parse_args(std::iter::once("berth").chain(args.iter().copied()))
     }
 
     #[test]
@@ -517,6 +535,52 @@ mod tests {
         assert!(cli.systemd_cgroup && cli.debug);
         assert_eq!(cli.rootless, Rootless::False);
         assert!(matches!(cli.command, Command::State { id } if id == "abc"));
+    }
+
+    #[test]
+    fn a_repeated_flag_keeps_its_last_value_and_lists_keep_all() {
+        // podman with a binary named runc passes --log-format=json itself,
+        // then again from the user's --runtime-flag.
+        let cli = parse(&[
+            "--log-format=json",
+            "--log-format=json",
+            "--root",
+            "/a",
+            "--root",
+            "/b",
+            "create",
+            "--bundle",
+            "/x",
+            "--bundle",
+            "/y",
+            "c",
+        ])
+        .unwrap();
+        assert_eq!(cli.log_format, LogFormat::Json);
+        assert_eq!(cli.root.as_deref(), Some(std::path::Path::new("/b")));
+        let Command::Create(c) = cli.command else {
+            panic!("not create")
+        };
+        assert_eq!(c.bundle, std::path::Path::new("/y"));
+        let cli = parse(&[
+            "exec",
+            "--env",
+            "A=1",
+            "--env",
+            "B=2",
+            "--cap",
+            "CAP_KILL",
+            "--cap",
+            "CAP_CHOWN",
+            "c",
+            "true",
+        ])
+        .unwrap();
+        let Command::Exec(e) = cli.command else {
+            panic!("not exec")
+        };
+        assert_eq!(e.env, ["A=1", "B=2"]);
+        assert_eq!(e.cap, ["CAP_KILL", "CAP_CHOWN"]);
     }
 
     #[test]
@@ -781,7 +845,7 @@ mod ops_tests {
     use std::time::Duration;
 
     fn parse(args: &[&str]) -> Command {
-        Cli::try_parse_from(std::iter::once("berth").chain(args.iter().copied()))
+        Cli::parse_args(std::iter::once("berth").chain(args.iter().copied()))
             .unwrap_or_else(|e| panic!("{args:?}: {e}"))
             .command
     }
@@ -871,7 +935,7 @@ mod ops_tests {
             panic!("not events")
         };
         assert_eq!((a.interval, a.stats), (Duration::from_millis(200), true));
-        assert!(Cli::try_parse_from(["berth", "events", "--interval", "5", "c"]).is_err());
+        assert!(Cli::parse_args(["berth", "events", "--interval", "5", "c"]).is_err());
     }
 
     #[test]
@@ -940,10 +1004,10 @@ mod ops_tests {
         assert_eq!(a.cpu_share, Some(512));
         assert_eq!(a.resources, Some(PathBuf::from("-")));
 
-        let e = Cli::try_parse_from(["berth", "update", "--memory", "1x", "c"]).unwrap_err();
+        let e = Cli::parse_args(["berth", "update", "--memory", "1x", "c"]).unwrap_err();
         assert!(e.to_string().contains("invalid size: '1x'"), "{e}");
-        assert!(Cli::try_parse_from(["berth", "update", "--cpu-share", "-5", "c"]).is_err());
-        assert!(Cli::try_parse_from(["berth", "update", "--blkio-weight", "70000", "c"]).is_err());
-        assert!(Cli::try_parse_from(["berth", "update"]).is_err());
+        assert!(Cli::parse_args(["berth", "update", "--cpu-share", "-5", "c"]).is_err());
+        assert!(Cli::parse_args(["berth", "update", "--blkio-weight", "70000", "c"]).is_err());
+        assert!(Cli::parse_args(["berth", "update"]).is_err());
     }
 }

@@ -308,11 +308,15 @@ fn run(rt: &Runtime, args: &RunArgs) -> Result<i32> {
     // The init may be reparented to berth (not born its child), and
     // `wait` needs it as a child either way.
     berth::process::set_child_subreaper()?;
+    // From here on a signal for berth waits for the relay instead of
+    // killing berth with the container half made (the setup processes
+    // reset their mask).
+    let blocked = signals::block().context("block signals for forwarding")?;
     let socket = terminal.then(console::ConsoleSocket::new).transpose()?;
     let mut opts = create_options(&args.create);
     opts.console_socket = socket.as_ref().map(|s| s.path().to_path_buf());
     let container = rt.create(&args.create.id, &opts)?;
-    let status = supervise(rt, &container, socket);
+    let status = supervise(rt, &container, blocked, socket);
     if status.is_err() || !args.keep {
         discard(container);
     }
@@ -324,6 +328,7 @@ fn run(rt: &Runtime, args: &RunArgs) -> Result<i32> {
 fn supervise(
     rt: &Runtime,
     container: &Container,
+    blocked: signals::Blocked,
     socket: Option<console::ConsoleSocket>,
 ) -> Result<i32> {
     let (root, id) = (rt.root().to_path_buf(), container.id().to_string());
@@ -335,7 +340,7 @@ fn supervise(
             tracing::debug!(signal = sig, "forward signal: {e}");
         }
     };
-    relay_and_wait(socket, forward, || {
+    relay_and_wait(blocked, socket, forward, || {
         container.start()?;
         Ok(container.wait()?)
     })
@@ -345,6 +350,7 @@ fn supervise(
 /// berth's signals (`forward` gets each signal number; SIGWINCH resizes
 /// the pty), then runs `body`, which waits for the process.
 pub(crate) fn relay_and_wait(
+    blocked: signals::Blocked,
     socket: Option<console::ConsoleSocket>,
     forward: impl Fn(i32) + Send + 'static,
     body: impl FnOnce() -> Result<i32>,
@@ -353,7 +359,6 @@ pub(crate) fn relay_and_wait(
         Some(socket) => Some(socket.receive(CONSOLE_TIMEOUT)?),
         None => None,
     };
-    let blocked = signals::block().context("block signals for forwarding")?;
     let relay = pty.map(console::Relay::start).transpose()?;
     let master = relay.as_ref().map(console::Relay::master);
     signals::relay(blocked, move |sig| {
@@ -696,7 +701,6 @@ mod tests {
 #[cfg(test)]
 mod ops_tests {
     use super::*;
-    use clap::Parser;
 
     const PS_EF: &str = "\
 UID          PID    PPID  C STIME TTY          TIME CMD
@@ -730,7 +734,7 @@ root        4700     900  0 02:43 pts/0    00:00:00 ps -ef
     }
 
     fn update_args(args: &[&str]) -> UpdateArgs {
-        let cli = Cli::try_parse_from(
+        let cli = Cli::parse_args(
             ["berth", "update"]
                 .into_iter()
                 .chain(args.iter().copied())

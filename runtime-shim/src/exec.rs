@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::cli::ExecArgs;
 use crate::commands::{check_terminal, relay_and_wait};
-use crate::console;
+use crate::{console, signals};
 
 pub fn exec(rt: &Runtime, args: &ExecArgs) -> Result<i32> {
     if args.apparmor.is_some() {
@@ -36,6 +36,10 @@ pub fn exec(rt: &Runtime, args: &ExecArgs) -> Result<i32> {
         container.exec(&process, &opts)?;
         return Ok(0);
     }
+    // Blocked before the process starts: a signal sent to berth once the
+    // process runs must reach it, not kill berth (the process's setup
+    // resets its mask).
+    let blocked = signals::block().context("block signals for forwarding")?;
     let socket = terminal.then(console::ConsoleSocket::new).transpose()?;
     opts.console_socket = socket.as_ref().map(|s| s.path().to_path_buf());
     let child = container.exec(&process, &opts)?;
@@ -51,7 +55,7 @@ pub fn exec(rt: &Runtime, args: &ExecArgs) -> Result<i32> {
             );
         }
     };
-    relay_and_wait(socket, forward, || Ok(child.wait()?))
+    relay_and_wait(blocked, socket, forward, || Ok(child.wait()?))
 }
 
 /// A process.json, as `--process` names it.

@@ -12,12 +12,11 @@ use std::ffi::OsString;
 use std::io::Write;
 
 use clap::error::ErrorKind;
-use clap::Parser;
 
 fn main() {
     restore_sigpipe();
     let args: Vec<OsString> = std::env::args_os().collect();
-    let cli = match cli::Cli::try_parse_from(&args) {
+    let cli = match cli::Cli::parse_args(&args) {
         Ok(cli) => cli,
         Err(e) => exit(usage_error(&e, &args)),
     };
@@ -120,12 +119,12 @@ mod tests {
 
     #[test]
     fn usage_error_on_one_line() {
-        let e = cli::Cli::try_parse_from(["berth", "kill"]).unwrap_err();
+        let e = cli::Cli::parse_args(["berth", "kill"]).unwrap_err();
         assert_eq!(
             one_line(&e.to_string()),
             "the following required arguments were not provided: <ID>"
         );
-        let e = cli::Cli::try_parse_from(["berth", "--bogus", "list"]).unwrap_err();
+        let e = cli::Cli::parse_args(["berth", "--bogus", "list"]).unwrap_err();
         assert_eq!(
             one_line(&e.to_string()),
             "unexpected argument '--bogus' found"

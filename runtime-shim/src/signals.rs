@@ -37,9 +37,9 @@ pub struct Blocked(SigSet);
 /// Blocks the relayed signals in the calling thread, and so in every thread
 /// it spawns afterwards: they stay pending until the relay takes them.
 ///
-/// Call it after the container's init has been cloned (a blocked mask would
-/// be inherited by the init and survive its exec) and before spawning any
-/// other thread (a thread without the mask would take the signal itself).
+/// Call it before spawning any other thread (a thread without the mask
+/// would take the signal itself). The library's setup processes reset
+/// their mask, so the container never inherits it.
 pub fn block() -> nix::Result<Blocked> {
     let set = relayed();
     set.thread_block()?;

@@ -23,6 +23,23 @@ fn host_lacks(path: &str) -> Option<String> {
     (!std::path::Path::new(path).exists()).then(|| format!("the host kernel has no {path}"))
 }
 
+/// What a new network namespace holds at `/proc/sys/<key>` on this host:
+/// IPv4 settings start as copies of the host's (net.core.
+/// devconf_inherit_init_net), so no constant will do.
+fn fresh_netns_value(key: &str) -> Result<String, String> {
+    let out = std::process::Command::new("unshare")
+        .args(["--net", "cat", &format!("/proc/sys/{key}")])
+        .output()
+        .map_err(|e| format!("run unshare --net: {e}"))?;
+    ensure(out.status.success(), || {
+        format!(
+            "unshare --net cat /proc/sys/{key}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+    })?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 pub fn cases(v: &mut Vec<Case>) {
     v.push(
         inside("maskedPaths.default-file", MASKED)
@@ -127,10 +144,15 @@ pub fn cases(v: &mut Vec<Case>) {
             .set("/linux/sysctl", json!({"kernel.domainname": "conf-sysctl"}))
             .expect("domainname", eq("conf-sysctl")),
     );
-    v.push(
-        inside("sysctl.not-set-stays-default", SYSCTL)
-            .expect("sysctl:net.ipv4.ip_forward", eq("0")),
-    );
+    v.push(inside("sysctl.not-set-stays-default", SYSCTL).expect(
+        "sysctl:net.ipv4.ip_forward",
+        Expect::Custom(Box::new(|got, _| {
+            let want = fresh_netns_value("net/ipv4/ip_forward")?;
+            ensure(got == want, || {
+                format!("got {got:?}, want {want:?} (a new network namespace's value)")
+            })
+        })),
+    ));
     v.push(outside("sysctl.host-wide-refused", SYSCTL, |ctx| {
         let id = ctx.id();
         let b = ctx.bundle(&["true"], |c| {
