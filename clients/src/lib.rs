@@ -10,7 +10,6 @@
 
 pub mod daemon;
 pub mod host;
-pub mod image;
 
 use std::fmt;
 use std::fs::File;
@@ -22,6 +21,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub use daemon::Daemon;
+pub use testbed::image;
 
 /// How long one client command may take.
 pub const COMMAND_LIMIT: Duration = Duration::from_secs(120);

@@ -135,6 +135,10 @@ pub enum Command {
     Update(Box<UpdateArgs>),
     /// Execute a new process inside the container
     Exec(Box<ExecArgs>),
+    /// Manage images: import, ls, rm, gc, inspect, history, unpack, bundle
+    Image(crate::image::ImageArgs),
+    /// Run a command in a new container from an image (overlay root)
+    RunImage(Box<crate::image::RunImageArgs>),
 }
 
 #[derive(Debug, Args)]

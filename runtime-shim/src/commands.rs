@@ -60,6 +60,11 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Events(a) => events(&rt, a)?,
         Command::Update(a) => update(&rt, a)?,
         Command::Exec(a) => return exec(&rt, a),
+        Command::Image(a) => return crate::image::image(a),
+        Command::RunImage(a) => {
+            cgroups()?;
+            return crate::image::run_image(&rt, a);
+        }
     }
     Ok(0)
 }
@@ -293,7 +298,7 @@ fn table(states: &[State]) -> String {
     out
 }
 
-fn run(rt: &Runtime, args: &RunArgs) -> Result<i32> {
+pub(crate) fn run(rt: &Runtime, args: &RunArgs) -> Result<i32> {
     let terminal = wants_terminal(&args.create.bundle);
     check_terminal(terminal, args.detach, args.create.console_socket.is_some())?;
     if args.detach {

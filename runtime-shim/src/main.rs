@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod console;
 mod exec;
+mod image;
 mod logging;
 mod signals;
 

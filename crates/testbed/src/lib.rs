@@ -31,6 +31,7 @@ pub mod bundle;
 pub mod busybox;
 pub mod cgroupfs;
 pub mod console;
+pub mod image;
 pub mod leak;
 pub mod runner;
 pub mod sandbox;

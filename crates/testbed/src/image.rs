@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 pub fn busybox_archive(dir: &Path, reference: &str) -> PathBuf {
     let tmp = tempfile::tempdir_in(dir).expect("tempdir");
     let rootfs = tmp.path().join("rootfs");
-    testbed::build_rootfs(&rootfs).expect("build busybox rootfs");
+    crate::build_rootfs(&rootfs).expect("build busybox rootfs");
     let layer = layer_tar(&rootfs);
     let diff_id = hex(&Sha256::digest(&layer));
     let arch = match std::env::consts::ARCH {

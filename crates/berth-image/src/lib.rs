@@ -1,0 +1,16 @@
+//! OCI images for Berth: reading image layouts and `docker save`
+//! archives, a content-addressed store, unpacking layers (flat or as
+//! overlay lower dirs) with whiteouts and hostile entries confined to the
+//! root, and turning an image config into an OCI bundle.
+
+pub mod bundle;
+pub mod digest;
+pub mod error;
+pub mod unpack;
+
+pub use digest::Digest;
+pub use error::{Error, Result};
+pub mod archive;
+pub mod layout;
+pub mod rootfs;
+pub mod store;
