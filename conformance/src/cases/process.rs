@@ -31,6 +31,12 @@ pub fn cases(v: &mut Vec<Case>) {
             .expect("cwd", eq("/does/not/exist/yet")),
     );
     v.push(
+        inside("process.cwd.created-readonly-root", "config.md#process")
+            .set("/process/cwd", json!("/made/before/readonly"))
+            .set("/root/readonly", json!(true))
+            .expect("cwd", eq("/made/before/readonly")),
+    );
+    v.push(
         inside("process.user.uid", "config.md#user")
             .set("/process/user/uid", json!(1000))
             .expect("uid", eq("1000"))

@@ -122,7 +122,8 @@ fn init_inner(plan: &Plan, fds: ChildFds, hook_buf: &mut [u8]) -> Result<Never, 
     if p.terminal {
         console(p, true)?;
     }
-    crate::rootfs::finish(&plan.rootfs)?;
+    // A missing cwd is made before the root may turn read-only, as runc
+    // does.
     for d in &p.cwd_dirs {
         // SAFETY: `d` is NUL-terminated; mkdir only creates a directory.
         if unsafe { libc::mkdir(d.as_ptr(), 0o755) } != 0 && Errno::last() != Errno::EEXIST {
@@ -132,6 +133,7 @@ fn init_inner(plan: &Plan, fds: ChildFds, hook_buf: &mut [u8]) -> Result<Never, 
             });
         }
     }
+    crate::rootfs::finish(&plan.rootfs)?;
     join_keyring(p)?;
     sys::cloexec_from(3 + p.preserve_fds).at(l.session)?;
     if let Some(sc) = p.seccomp.as_ref().filter(|s| s.early) {
