@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _, Result};
 use berth_image::bundle::{self, Overrides};
 use berth_image::store::{PlatformSpec, Store, DEFAULT_ROOT};
-use berth_image::{archive, layout, rootfs};
+use berth_image::{archive, layout, registry, rootfs};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
@@ -36,15 +36,25 @@ pub enum ImageCommand {
         /// The source
         source: String,
     },
-    /// Pull an image from a registry
+    /// Pull an image from a registry (REGISTRY/REPOSITORY[:TAG|@DIGEST];
+    /// docker.io/library by default)
     Pull {
+        /// Platform to pick from a multi-platform index [default: the host's]
+        #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+        platform: Option<String>,
+        #[command(flatten)]
+        registry: RegistryFlags,
         /// The image reference
         reference: String,
     },
     /// Push an image from the store to a registry
     Push {
-        /// The image reference
+        #[command(flatten)]
+        registry: RegistryFlags,
+        /// The image in the store
         reference: String,
+        /// Where to push it [default: REFERENCE]
+        destination: Option<String>,
     },
     /// List the images in the store
     Ls {
@@ -84,6 +94,106 @@ pub enum ImageCommand {
         /// Bundle directory (created; must be empty if it exists)
         dir: PathBuf,
     },
+}
+
+/// How to reach a registry.
+#[derive(Debug, Args)]
+pub struct RegistryFlags {
+    /// Allow plain HTTP to this registry (repeatable); HTTPS only otherwise
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
+    /// Credentials, instead of the credential files
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub creds: Option<String>,
+    /// Credential file (auth.json format) [default: $REGISTRY_AUTH_FILE,
+    /// $XDG_RUNTIME_DIR/containers/auth.json, then $DOCKER_CONFIG/config.json
+    /// or ~/.docker/config.json]
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+}
+
+impl RegistryFlags {
+    fn options(&self, platform: Option<&str>) -> Result<registry::Options> {
+        let auth = match &self.creds {
+            Some(c) => match c.split_once(':') {
+                Some((u, p)) if !u.is_empty() => Some((u.to_string(), p.to_string())),
+                _ => bail!("--creds: expected USER:PASSWORD"),
+            },
+            None => None,
+        };
+        Ok(registry::Options {
+            platform: match platform {
+                Some(p) => PlatformSpec::parse(p)?,
+                None => PlatformSpec::host(),
+            },
+            insecure: self.insecure_registry.clone(),
+            auth,
+            auth_file: self.authfile.clone(),
+        })
+    }
+}
+
+/// Draws transfer progress on stderr: a bar per blob on a terminal, a line
+/// when each starts and ends otherwise.
+struct Bars {
+    verb: &'static str,
+    tty: bool,
+    last: Option<std::time::Instant>,
+}
+
+impl Bars {
+    fn new(verb: &'static str) -> Bars {
+        use std::io::IsTerminal as _;
+        Bars {
+            verb,
+            tty: std::io::stderr().is_terminal(),
+            last: None,
+        }
+    }
+
+    fn update(&mut self, p: registry::Progress) {
+        use registry::Event;
+        let short = &p.digest.as_str()[..19];
+        if !self.tty {
+            match p.event {
+                Event::Start => {
+                    eprintln!("{} {} {} ({})", self.verb, p.kind, p.digest, human(p.total))
+                }
+                Event::Exists => eprintln!("{} {} {}: already there", self.verb, p.kind, p.digest),
+                Event::Done => eprintln!("done {}", p.digest),
+                Event::Bytes => {}
+            }
+            return;
+        }
+        let now = std::time::Instant::now();
+        if p.event == Event::Bytes
+            && self
+                .last
+                .is_some_and(|t| now.duration_since(t) < std::time::Duration::from_millis(100))
+        {
+            return;
+        }
+        self.last = Some(now);
+        const WIDTH: u64 = 30;
+        let filled = (p.done.min(p.total) * WIDTH)
+            .checked_div(p.total)
+            .unwrap_or(WIDTH);
+        let bar: String = (0..WIDTH)
+            .map(|i| if i < filled { '#' } else { '.' })
+            .collect();
+        let state = match p.event {
+            Event::Exists => "already there".to_string(),
+            Event::Done => "done".to_string(),
+            _ => format!("{} / {}", human(p.done), human(p.total)),
+        };
+        eprint!(
+            "\r\x1b[K{} {:<6} {short} [{bar}] {state}",
+            self.verb, p.kind
+        );
+        if matches!(p.event, Event::Done | Event::Exists) {
+            eprintln!();
+        }
+    }
 }
 
 /// `berth run-image`.
@@ -147,11 +257,26 @@ pub fn image(a: &ImageArgs) -> Result<i32> {
                 println!("{} {}", img.reference, img.digest);
             }
         }
-        ImageCommand::Pull { reference } | ImageCommand::Push { reference } => {
-            bail!(
-                "{reference}: unsupported: berth cannot reach registries yet; \
-                 use `skopeo copy docker://... oci:DIR:TAG` and `berth image import oci:DIR:TAG`"
-            )
+        ImageCommand::Pull {
+            platform,
+            registry: flags,
+            reference,
+        } => {
+            let o = flags.options(platform.as_deref())?;
+            let mut bars = Bars::new("pulling");
+            let img = registry::pull(&store, reference, &o, &mut |p| bars.update(p))?;
+            println!("{} {}", img.reference, img.digest);
+        }
+        ImageCommand::Push {
+            registry: flags,
+            reference,
+            destination,
+        } => {
+            let o = flags.options(None)?;
+            let target = destination.as_deref().unwrap_or(reference);
+            let mut bars = Bars::new("pushing");
+            let d = registry::push(&store, reference, target, &o, &mut |p| bars.update(p))?;
+            println!("{target} {d}");
         }
         ImageCommand::Ls { format } => {
             let refs = store.refs()?;

@@ -162,9 +162,25 @@ fn bad_sources_and_registries_fail_clearly() {
     let junk = i.t.dir().join("junk.tar");
     std::fs::write(&junk, b"this is not a tar file at all").unwrap();
     i.image(&["import", &junk.display().to_string()]).fails();
-    i.image(&["pull", "docker.io/library/busybox:latest"])
+    // Nothing listens on port 1: HTTPS fails and the message says how to
+    // allow plain HTTP; allowed, the connection still fails, named.
+    i.image(&["pull", "127.0.0.1:1/no/such:image"])
         .fails()
-        .stderr_has(&["unsupported"]);
+        .stderr_has(&["127.0.0.1:1", "--insecure-registry"]);
+    i.image(&[
+        "pull",
+        "--insecure-registry",
+        "127.0.0.1:1",
+        "127.0.0.1:1/no/such:image",
+    ])
+    .fails()
+    .stderr_has(&["registry 127.0.0.1:1", "no/such:image"]);
+    i.image(&["push", "no/such:image", "127.0.0.1:1/x:y"])
+        .fails()
+        .stderr_has(&["no/such:image", "not found"]);
+    i.image(&["pull", "--creds", "nocolon", "127.0.0.1:1/x:y"])
+        .fails()
+        .stderr_has(&["--creds"]);
     i.run_image(&["--rm", "no/such:image", "true"])
         .fails()
         .stderr_has(&["no/such:image", "not found"]);

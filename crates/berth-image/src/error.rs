@@ -60,6 +60,28 @@ pub enum Error {
         /// The platforms the index offers.
         available: String,
     },
+    /// A registry refused the credentials, or asked for some and none
+    /// were given.
+    #[error("registry {registry}: {reference}: authentication refused: {msg}")]
+    RegistryAuth {
+        /// The registry, `host[:port]`.
+        registry: String,
+        /// The image reference.
+        reference: String,
+        /// What the registry said.
+        msg: String,
+    },
+    /// Any other registry failure: unreachable, HTTPS failing where plain
+    /// HTTP is not allowed, a protocol error.
+    #[error("registry {registry}: {reference}: {msg}")]
+    Registry {
+        /// The registry, `host[:port]`.
+        registry: String,
+        /// The image reference.
+        reference: String,
+        /// What went wrong.
+        msg: String,
+    },
     /// A feature the image format allows but berth-image does not handle.
     #[error("unsupported: {0}")]
     Unsupported(String),

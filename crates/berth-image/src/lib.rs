@@ -1,7 +1,8 @@
 //! OCI images for Berth: reading image layouts and `docker save`
-//! archives, a content-addressed store, unpacking layers (flat or as
-//! overlay lower dirs) with whiteouts and hostile entries confined to the
-//! root, and turning an image config into an OCI bundle.
+//! archives, pulling from and pushing to registries, a content-addressed
+//! store, unpacking layers (flat or as overlay lower dirs) with whiteouts
+//! and hostile entries confined to the root, and turning an image config
+//! into an OCI bundle.
 
 pub mod bundle;
 pub mod digest;
@@ -12,5 +13,6 @@ pub use digest::Digest;
 pub use error::{Error, Result};
 pub mod archive;
 pub mod layout;
+pub mod registry;
 pub mod rootfs;
 pub mod store;

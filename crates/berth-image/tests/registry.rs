@@ -1,0 +1,504 @@
+//! Pull and push against Debian's `docker-registry` (the CNCF
+//! distribution registry), started by each test on a free loopback port
+//! with its own storage directory, with and without htpasswd
+//! authentication, and stopped through a guard.
+
+use std::fs;
+use std::io::Read as _;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use berth_image::registry::{self, Event, Options, Progress};
+use berth_image::store::{media, Descriptor, Image, Index, Platform, PlatformSpec, Store};
+use berth_image::{archive, Digest, Error};
+
+fn which(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Installs `(command, package)` pairs whose command is missing, with a
+/// `policy-rc.d` that keeps the packages' services from starting.
+fn ensure_packages(wanted: &[(&str, &str)]) {
+    static APT: Mutex<()> = Mutex::new(());
+    let _g = APT.lock().unwrap_or_else(|e| e.into_inner());
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|(c, _)| !which(c))
+        .map(|&(_, p)| p)
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    let policy = Path::new("/usr/sbin/policy-rc.d");
+    let made_policy = !policy.exists();
+    if made_policy {
+        fs::write(policy, "#!/bin/sh\nexit 101\n").expect("write policy-rc.d");
+        let _ = Command::new("chmod").arg("755").arg(policy).status();
+    }
+    let install = |update: bool| {
+        if update {
+            let _ = Command::new("apt-get")
+                .args(["update", "-qq"])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status();
+        }
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let ok = install(false) || install(true);
+    if made_policy {
+        let _ = fs::remove_file(policy);
+    }
+    assert!(ok, "apt-get install {missing:?} failed");
+    for (c, p) in wanted {
+        assert!(which(c), "{p} is installed but {c} is not on PATH");
+    }
+}
+
+/// A running registry; killed and reaped on drop.
+struct Registry {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// Starts one; with `user` set, behind htpasswd basic auth.
+    fn start(user: Option<(&str, &str)>) -> Registry {
+        ensure_packages(&[("docker-registry", "docker-registry")]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr").port()
+        };
+        let storage = dir.path().join("storage");
+        fs::create_dir(&storage).expect("mkdir storage");
+        let auth = match user {
+            Some((u, p)) => {
+                ensure_packages(&[("htpasswd", "apache2-utils")]);
+                let out = Command::new("htpasswd")
+                    .args(["-Bbn", u, p])
+                    .output()
+                    .expect("htpasswd");
+                assert!(out.status.success(), "htpasswd failed");
+                let file = dir.path().join("htpasswd");
+                fs::write(&file, &out.stdout).expect("write htpasswd");
+                format!(
+                    "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
+                    file.display()
+                )
+            }
+            None => String::new(),
+        };
+        let config = dir.path().join("config.yml");
+        fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+                 http:\n  addr: 127.0.0.1:{port}\n{auth}",
+                storage.display()
+            ),
+        )
+        .expect("write config");
+        let log = fs::File::create(dir.path().join("log")).expect("log");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("start docker-registry");
+        let mut r = Registry { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(st)) = r.child.try_wait() {
+                panic!("docker-registry exited ({st}):\n{}", r.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "registry did not listen:\n{}",
+                r.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        r
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+
+    /// Where the registry keeps a blob's bytes.
+    fn blob_data(&self, d: &Digest) -> PathBuf {
+        self.dir
+            .path()
+            .join("storage/docker/registry/v2/blobs/sha256")
+            .join(&d.hex()[..2])
+            .join(d.hex())
+            .join("data")
+    }
+
+    fn insecure(&self) -> Options {
+        Options {
+            insecure: vec![self.host()],
+            ..Options::default()
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A store holding the busybox test image as `localhost/busybox:berth`.
+fn busybox_store(dir: &Path) -> (Store, Image) {
+    let store = Store::open(dir.join("store")).expect("store");
+    let tar = testbed::image::busybox_archive(dir, "localhost/busybox:berth");
+    let img = archive::import(&store, &tar, None)
+        .expect("import")
+        .remove(0);
+    (store, img)
+}
+
+fn layer_digests(img: &Image) -> Vec<String> {
+    img.manifest
+        .layers
+        .iter()
+        .map(|l| l.digest.clone())
+        .collect()
+}
+
+fn quiet() -> impl FnMut(Progress) {
+    |_| {}
+}
+
+#[test]
+fn push_then_pull_gives_the_same_image() {
+    let reg = Registry::start(None);
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, img) = busybox_store(tmp.path());
+    let target = format!("{}/berth/busybox:v1", reg.host());
+    let o = reg.insecure();
+
+    let mut events = Vec::new();
+    let d = registry::push(&store, "localhost/busybox:berth", &target, &o, &mut |p| {
+        events.push(p)
+    })
+    .unwrap_or_else(|e| panic!("push: {e}\n{}", reg.log()));
+    assert_eq!(d, img.digest);
+    for l in &img.manifest.layers {
+        assert!(
+            events
+                .iter()
+                .any(|p| p.digest.as_str() == l.digest && p.event == Event::Done),
+            "no Done for layer {}: {events:?}",
+            l.digest
+        );
+    }
+    // Again: the registry has every blob already.
+    let mut events = Vec::new();
+    registry::push(&store, "localhost/busybox:berth", &target, &o, &mut |p| {
+        events.push(p)
+    })
+    .unwrap();
+    assert!(
+        events.iter().all(|p| p.event == Event::Exists),
+        "{events:?}"
+    );
+
+    let fresh = Store::open(tmp.path().join("fresh")).unwrap();
+    let mut events = Vec::new();
+    let got = registry::pull(&fresh, &target, &o, &mut |p| events.push(p))
+        .unwrap_or_else(|e| panic!("pull: {e}\n{}", reg.log()));
+    assert_eq!(got.digest, img.digest);
+    assert_eq!(layer_digests(&got), layer_digests(&img));
+    assert_eq!(got.config_json, img.config_json);
+    assert_eq!(
+        fresh.read_blob(&got.digest).unwrap(),
+        store.read_blob(&img.digest).unwrap()
+    );
+    assert_eq!(fresh.image(&target).unwrap().digest, img.digest);
+    let layer = &img.manifest.layers[0];
+    let last = events
+        .iter()
+        .rfind(|p| p.digest.as_str() == layer.digest)
+        .expect("layer progress");
+    assert_eq!(
+        (last.event, last.done, last.total),
+        (Event::Done, layer.size, layer.size)
+    );
+    // The unpacked image is usable: diff-ids check out.
+    let diff = got.diff_ids().unwrap()[0].clone();
+    fresh.layer_dir(&diff, layer).unwrap();
+
+    // Pulling again fetches nothing.
+    let mut events = Vec::new();
+    registry::pull(&fresh, &target, &o, &mut |p| events.push(p)).unwrap();
+    assert!(
+        events.iter().all(|p| p.event == Event::Exists),
+        "{events:?}"
+    );
+
+    // By digest, too.
+    let by_digest = format!("{}/berth/busybox@{}", reg.host(), img.digest);
+    let other = Store::open(tmp.path().join("other")).unwrap();
+    assert_eq!(
+        registry::pull(&other, &by_digest, &o, &mut quiet())
+            .unwrap()
+            .digest,
+        img.digest
+    );
+
+    // An unknown image.
+    let missing = format!("{}/berth/nothing:v1", reg.host());
+    let e = registry::pull(&fresh, &missing, &o, &mut quiet()).unwrap_err();
+    assert!(matches!(e, Error::NotFound(_)), "{e:?}");
+    let msg = e.to_string();
+    assert!(msg.contains(&missing) && msg.contains("not found"), "{msg}");
+}
+
+#[test]
+fn plain_http_is_refused_unless_insecure() {
+    let reg = Registry::start(None);
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, _) = busybox_store(tmp.path());
+    let target = format!("{}/berth/busybox:v1", reg.host());
+    let o = Options::default();
+    let e =
+        registry::push(&store, "localhost/busybox:berth", &target, &o, &mut quiet()).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&reg.host()) && msg.contains("HTTPS") && msg.contains("insecure"),
+        "{msg}"
+    );
+    let e = registry::pull(&store, &target, &o, &mut quiet()).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("HTTPS") && msg.contains("insecure"), "{msg}");
+    // Nothing was sent: the registry has no such repository.
+    assert!(!reg
+        .dir
+        .path()
+        .join("storage/docker/registry/v2/repositories/berth")
+        .exists());
+}
+
+#[test]
+fn basic_auth_with_explicit_and_file_credentials() {
+    let reg = Registry::start(Some(("berth", "s3cret")));
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, img) = busybox_store(tmp.path());
+    let target = format!("{}/berth/private:v1", reg.host());
+    let good = Options {
+        auth: Some(("berth".into(), "s3cret".into())),
+        ..reg.insecure()
+    };
+    let d = registry::push(
+        &store,
+        "localhost/busybox:berth",
+        &target,
+        &good,
+        &mut quiet(),
+    )
+    .unwrap_or_else(|e| panic!("push: {e}\n{}", reg.log()));
+    assert_eq!(d, img.digest);
+
+    let fresh = Store::open(tmp.path().join("fresh")).unwrap();
+    // No credentials at all (an empty credential file list).
+    let none = Options {
+        auth_file: Some(tmp.path().join("no-such-auth.json")),
+        ..reg.insecure()
+    };
+    let e = registry::pull(&fresh, &target, &none, &mut quiet()).unwrap_err();
+    assert!(matches!(e, Error::RegistryAuth { .. }), "{e:?}");
+    assert!(e.to_string().contains("no credentials"), "{e}");
+
+    let wrong = Options {
+        auth: Some(("berth".into(), "wrong".into())),
+        ..reg.insecure()
+    };
+    for e in [
+        registry::pull(&fresh, &target, &wrong, &mut quiet()).unwrap_err(),
+        registry::push(
+            &store,
+            "localhost/busybox:berth",
+            &target,
+            &wrong,
+            &mut quiet(),
+        )
+        .unwrap_err(),
+    ] {
+        assert!(matches!(e, Error::RegistryAuth { .. }), "{e:?}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("authentication refused") && msg.contains(&reg.host()),
+            "{msg}"
+        );
+    }
+    assert!(fresh.refs().unwrap().is_empty());
+
+    let got = registry::pull(&fresh, &target, &good, &mut quiet()).unwrap();
+    assert_eq!(got.digest, img.digest);
+
+    // From a credential file, docker's format.
+    let auth_file = tmp.path().join("auth.json");
+    fs::write(
+        &auth_file,
+        format!(
+            r#"{{"auths": {{"{}": {{"auth": "YmVydGg6czNjcmV0"}}}}}}"#,
+            reg.host()
+        ),
+    )
+    .unwrap();
+    let from_file = Options {
+        auth_file: Some(auth_file),
+        ..reg.insecure()
+    };
+    let other = Store::open(tmp.path().join("other")).unwrap();
+    assert_eq!(
+        registry::pull(&other, &target, &from_file, &mut quiet())
+            .unwrap()
+            .digest,
+        img.digest
+    );
+}
+
+#[test]
+fn index_pulls_the_requested_platform() {
+    let reg = Registry::start(None);
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, host_img) = busybox_store(tmp.path());
+    let o = reg.insecure();
+    let host = PlatformSpec::host();
+    let other_arch = if host.arch == "arm64" {
+        "amd64"
+    } else {
+        "arm64"
+    };
+
+    // The same layer under a config that says another architecture.
+    let mut cfg: serde_json::Value = serde_json::from_slice(&host_img.config_json).unwrap();
+    cfg["architecture"] = other_arch.into();
+    let cd = store
+        .put_json(media::CONFIG, &serde_json::to_vec(&cfg).unwrap())
+        .unwrap();
+    let mut m = host_img.manifest.clone();
+    m.config = cd;
+    let md = store
+        .put_json(media::MANIFEST, &serde_json::to_vec(&m).unwrap())
+        .unwrap();
+    let other_digest = Digest::parse(&md.digest).unwrap();
+    store.tag("localhost/busybox:other", &other_digest).unwrap();
+
+    let repo = format!("{}/berth/multi", reg.host());
+    for (r, tag) in [
+        ("localhost/busybox:berth", "host"),
+        ("localhost/busybox:other", "other"),
+    ] {
+        registry::push(&store, r, &format!("{repo}:{tag}"), &o, &mut quiet()).unwrap();
+    }
+    let entry = |d: &Digest, arch: &str| Descriptor {
+        media_type: media::MANIFEST.into(),
+        digest: d.to_string(),
+        size: store.read_blob(d).unwrap().len() as u64,
+        platform: Some(Platform {
+            architecture: arch.into(),
+            os: "linux".into(),
+            variant: None,
+        }),
+        annotations: Default::default(),
+    };
+    let index = Index {
+        schema_version: 2,
+        media_type: Some(media::INDEX.into()),
+        manifests: vec![
+            entry(&host_img.digest, &host.arch),
+            entry(&other_digest, other_arch),
+        ],
+    };
+    let bytes = serde_json::to_vec(&index).unwrap();
+    let list = format!("{repo}:latest");
+    let d = registry::push_manifest(&list, &bytes, media::INDEX, &o)
+        .unwrap_or_else(|e| panic!("push index: {e}\n{}", reg.log()));
+    assert_eq!(d, Digest::of(&bytes));
+
+    let fresh = Store::open(tmp.path().join("fresh")).unwrap();
+    let got = registry::pull(&fresh, &list, &o, &mut quiet()).unwrap();
+    assert_eq!(got.digest, host_img.digest);
+
+    let other = Options {
+        platform: PlatformSpec::parse(&format!("linux/{other_arch}")).unwrap(),
+        ..reg.insecure()
+    };
+    let fresh2 = Store::open(tmp.path().join("fresh2")).unwrap();
+    let got = registry::pull(&fresh2, &list, &other, &mut quiet()).unwrap();
+    assert_eq!(got.digest, other_digest);
+    assert_eq!(got.config().unwrap().architecture().to_string(), other_arch);
+
+    let none = Options {
+        platform: PlatformSpec::parse("linux/s390x").unwrap(),
+        ..reg.insecure()
+    };
+    let e = registry::pull(&fresh2, &list, &none, &mut quiet()).unwrap_err();
+    assert!(matches!(e, Error::NoPlatform { .. }), "{e:?}");
+    assert!(e.to_string().contains(other_arch), "{e}");
+}
+
+#[test]
+fn corrupted_blob_is_refused_and_not_stored() {
+    let reg = Registry::start(None);
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, img) = busybox_store(tmp.path());
+    let target = format!("{}/berth/busybox:v1", reg.host());
+    let o = reg.insecure();
+    registry::push(&store, "localhost/busybox:berth", &target, &o, &mut quiet()).unwrap();
+
+    let layer = Digest::parse(&img.manifest.layers[0].digest).unwrap();
+    let data = reg.blob_data(&layer);
+    let mut bytes = Vec::new();
+    fs::File::open(&data)
+        .unwrap_or_else(|e| panic!("{}: {e}", data.display()))
+        .read_to_end(&mut bytes)
+        .unwrap();
+    // Same length, different content.
+    for b in bytes.iter_mut().take(512) {
+        *b ^= 0x5a;
+    }
+    fs::write(&data, &bytes).unwrap();
+
+    let fresh = Store::open(tmp.path().join("fresh")).unwrap();
+    let e = registry::pull(&fresh, &target, &o, &mut quiet()).unwrap_err();
+    match &e {
+        Error::DigestMismatch { what, expected, .. } => {
+            assert_eq!(expected, layer.as_str());
+            assert!(
+                what.contains(&target) && what.contains(layer.as_str()),
+                "{e}"
+            );
+        }
+        other => panic!("expected a digest mismatch, got {other:?}"),
+    }
+    assert!(!fresh.has_blob(&layer));
+    assert!(!fresh.has_blob(&img.digest), "the manifest was stored");
+    assert!(fresh.refs().unwrap().is_empty());
+    assert_eq!(fs::read_dir(fresh.root().join("tmp")).unwrap().count(), 0);
+}
