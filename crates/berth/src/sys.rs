@@ -147,6 +147,23 @@ pub(crate) fn close_all_but(first: RawFd, keep: &mut [RawFd]) {
     unsafe { libc::syscall(libc::SYS_close_range, lo as u32, u32::MAX, 0) };
 }
 
+/// dup2(2) for the setup process (no allocation; the new descriptor is
+/// not close-on-exec).
+pub(crate) fn dup2(old: RawFd, new: RawFd) -> SysResult<()> {
+    // SAFETY: plain integer arguments.
+    let ret = unsafe { libc::dup2(old, new) };
+    check_int(ret).map(drop)
+}
+
+/// A close-on-exec duplicate of `fd` numbered `min` or above
+/// (fcntl F_DUPFD_CLOEXEC).
+pub(crate) fn dup_above(fd: RawFd, min: RawFd) -> SysResult<std::os::fd::OwnedFd> {
+    // SAFETY: fcntl with integer arguments.
+    let ret = check_int(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) })?;
+    // SAFETY: F_DUPFD_CLOEXEC returned a fresh descriptor nothing else owns.
+    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(ret) })
+}
+
 /// pidfd_open(2).
 pub(crate) fn pidfd_open(pid: libc::pid_t) -> SysResult<RawFd> {
     // SAFETY: plain integer arguments.

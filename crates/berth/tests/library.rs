@@ -408,3 +408,37 @@ fn exec_from_many_threads_at_once() {
     rt.load(&id).unwrap().delete(true).unwrap();
     sb.leak_check(&id, &b);
 }
+
+#[test]
+fn stdio_descriptors_replace_the_callers() {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    let (sb, rt, _w) = setup();
+    let b = sb.bundle(&[
+        "sh",
+        "-c",
+        "read l; echo \"out:$l\"; echo err >&2; echo $(ls /proc/self/fd) >&2",
+    ]);
+    b.write().unwrap();
+    let id = sb.id("stdio");
+    let (in_r, mut in_w) = std::io::pipe().unwrap();
+    let (mut out_r, out_w) = std::io::pipe().unwrap();
+    let (mut err_r, err_w) = std::io::pipe().unwrap();
+    let mut opts = CreateOptions::new(b.path());
+    opts.stdio = Some([in_r.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()]);
+    let c = rt.create(&id, &opts).unwrap();
+    // The container holds its own copies: closing ours must not matter.
+    drop((in_r, out_w, err_w));
+    in_w.write_all(b"hello\n").unwrap();
+    drop(in_w);
+    c.start().unwrap();
+    assert_eq!(c.wait().unwrap(), 0);
+    c.delete(false).unwrap();
+    let (mut out, mut err) = (String::new(), String::new());
+    out_r.read_to_string(&mut out).unwrap();
+    err_r.read_to_string(&mut err).unwrap();
+    assert_eq!(out, "out:hello\n");
+    // 0, 1, 2 and the directory ls reads: nothing else leaked in.
+    assert_eq!(err, "err\n0 1 2 3\n", "stderr: {err:?}");
+    sb.leak_check(&id, &b);
+}

@@ -224,6 +224,7 @@ pub(super) fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<Con
         saved.pid = 0;
         n
     };
+    let stdio_label = labels.add("connect the init's stdio (CreateOptions.stdio)");
     let plan = Plan {
         id: id.to_string(),
         bundle,
@@ -255,6 +256,23 @@ pub(super) fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<Con
     keep.extend(plan.namespaces.join.iter().map(|j| j.fd.as_raw_fd()));
     keep.extend(plan.process.console_socket.as_ref().map(|s| s.as_raw_fd()));
     let first_closed = 3 + plan.process.preserve_fds as RawFd;
+    // Copies above the preserved range, so that moving them onto 0..2 in
+    // the child cannot clobber one another or a preserved descriptor; the
+    // child's close_all_but drops the copies afterwards.
+    let stdio = opts
+        .stdio
+        .map(|fds| -> Result<[OwnedFd; 3]> {
+            let dup = |fd: RawFd| {
+                sys::dup_above(fd, first_closed).map_err(|e| {
+                    Error::sys("duplicate a stdio descriptor (CreateOptions.stdio)", e)
+                })
+            };
+            Ok([dup(fds[0])?, dup(fds[1])?, dup(fds[2])?])
+        })
+        .transpose()?;
+    let stdio_raw = stdio
+        .as_ref()
+        .map(|s| [s[0].as_raw_fd(), s[1].as_raw_fd(), s[2].as_raw_fd()]);
     let runtime_fds = [parent_raw, lock.raw_fd(), dirfd.as_raw_fd()];
     let stage1 =
         sys::clone_fork(0).map_err(|e| Error::sys("clone the container's setup process", e))?;
@@ -262,6 +280,7 @@ pub(super) fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<Con
         child_entry(
             &plan,
             fds,
+            stdio_raw.map(|s| (s, stdio_label)),
             &runtime_fds,
             (first_closed, &mut keep),
             &mut hook_buf,
@@ -271,6 +290,7 @@ pub(super) fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<Con
     drop(child_end);
     drop(listener);
     drop(dirfd);
+    drop(stdio);
 
     let fail = |m: Msg, plan: &Plan| Error::Init {
         what: plan.labels.get(m.a as u32).to_string(),
@@ -354,10 +374,18 @@ pub(super) fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<Con
 fn child_entry(
     plan: &Plan,
     fds: ChildFds,
+    stdio: Option<([RawFd; 3], u32)>,
     runtime_fds: &[RawFd],
     (first_closed, keep): (RawFd, &mut [RawFd]),
     hook_buf: &mut [u8],
 ) -> ! {
+    if let Some((stdio, label)) = stdio {
+        for (target, &fd) in stdio.iter().enumerate() {
+            if let Err(errno) = sys::dup2(fd, target as RawFd) {
+                init::report(fds.sync, crate::plan::Fail { label, errno });
+            }
+        }
+    }
     prepare_child(runtime_fds, first_closed, keep);
     init::stage1(plan, fds, hook_buf)
 }

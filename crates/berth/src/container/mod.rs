@@ -94,6 +94,11 @@ pub struct CreateOptions {
     pub no_new_keyring: bool,
     /// Pass descriptors 3..3+N into the container.
     pub preserve_fds: u32,
+    /// Descriptors that become the init's stdin, stdout and stderr instead
+    /// of the caller's own (a library host capturing a container's output
+    /// through pipes). They are the caller's: they must stay open until
+    /// `create` returns, and the caller closes them.
+    pub stdio: Option<[std::os::fd::RawFd; 3]>,
 }
 
 impl CreateOptions {

@@ -24,7 +24,7 @@ pub(crate) struct ChildFds {
     pub start: RawFd,
 }
 
-pub(super) fn report(fd: RawFd, f: Fail) -> ! {
+pub(crate) fn report(fd: RawFd, f: Fail) -> ! {
     let _ = sync::send(fd, Msg::new(sync::ERROR, f.label as i32, f.errno as i32));
     sys::exit_now(1)
 }
