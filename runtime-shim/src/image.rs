@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _, Result};
 use berth_image::bundle::{self, Overrides};
 use berth_image::store::{PlatformSpec, Store, DEFAULT_ROOT};
-use berth_image::{archive, layout, registry, rootfs};
+use berth_image::{archive, layout, registry, rootfs, unpack};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
@@ -133,12 +133,24 @@ impl RegistryFlags {
     }
 }
 
-/// Draws transfer progress on stderr: a bar per blob on a terminal, a line
-/// when each starts and ends otherwise.
+/// Draws progress on stderr, transfers and unpacks alike: a bar per blob
+/// or layer on a terminal, otherwise a line when each starts and one when
+/// it ends (stdout stays for results).
 struct Bars {
     verb: &'static str,
     tty: bool,
     last: Option<std::time::Instant>,
+    /// A bar is drawn without its line ended yet.
+    open: bool,
+}
+
+/// Where one blob's transfer or one layer's unpack is.
+enum Stage {
+    Start,
+    Bytes,
+    Exists,
+    /// Done; for an unpack, the entries it made.
+    Done(Option<u64>),
 }
 
 impl Bars {
@@ -148,25 +160,44 @@ impl Bars {
             verb,
             tty: std::io::stderr().is_terminal(),
             last: None,
+            open: false,
         }
     }
 
-    fn update(&mut self, p: registry::Progress) {
+    fn transfer(&mut self, p: registry::Progress) {
         use registry::Event;
-        let short = &p.digest.as_str()[..19];
+        let stage = match p.event {
+            Event::Start => Stage::Start,
+            Event::Bytes => Stage::Bytes,
+            Event::Exists => Stage::Exists,
+            Event::Done => Stage::Done(None),
+        };
+        self.show(p.kind, p.digest.as_str(), p.done, p.total, stage);
+    }
+
+    fn unpack(&mut self, p: unpack::Progress) {
+        use unpack::Event;
+        let stage = match p.event {
+            Event::Start => Stage::Start,
+            Event::Bytes => Stage::Bytes,
+            Event::Done(s) => Stage::Done(Some(s.entries)),
+        };
+        self.show("layer", p.digest.as_str(), p.done, p.total, stage);
+    }
+
+    fn show(&mut self, kind: &str, digest: &str, done: u64, total: u64, stage: Stage) {
         if !self.tty {
-            match p.event {
-                Event::Start => {
-                    eprintln!("{} {} {} ({})", self.verb, p.kind, p.digest, human(p.total))
-                }
-                Event::Exists => eprintln!("{} {} {}: already there", self.verb, p.kind, p.digest),
-                Event::Done => eprintln!("done {}", p.digest),
-                Event::Bytes => {}
+            match stage {
+                Stage::Start => eprintln!("{} {kind} {digest} ({})", self.verb, human(total)),
+                Stage::Exists => eprintln!("{} {kind} {digest}: already there", self.verb),
+                Stage::Done(None) => eprintln!("done {digest}"),
+                Stage::Done(Some(n)) => eprintln!("done {digest}: {n} entries"),
+                Stage::Bytes => {}
             }
             return;
         }
         let now = std::time::Instant::now();
-        if p.event == Event::Bytes
+        if matches!(stage, Stage::Bytes)
             && self
                 .last
                 .is_some_and(|t| now.duration_since(t) < std::time::Duration::from_millis(100))
@@ -175,22 +206,33 @@ impl Bars {
         }
         self.last = Some(now);
         const WIDTH: u64 = 30;
-        let filled = (p.done.min(p.total) * WIDTH)
-            .checked_div(p.total)
-            .unwrap_or(WIDTH);
+        let filled = match stage {
+            Stage::Done(_) | Stage::Exists => WIDTH,
+            _ => (done.min(total) * WIDTH).checked_div(total).unwrap_or(0),
+        };
         let bar: String = (0..WIDTH)
             .map(|i| if i < filled { '#' } else { '.' })
             .collect();
-        let state = match p.event {
-            Event::Exists => "already there".to_string(),
-            Event::Done => "done".to_string(),
-            _ => format!("{} / {}", human(p.done), human(p.total)),
+        let state = match stage {
+            Stage::Exists => "already there".to_string(),
+            Stage::Done(None) => "done".to_string(),
+            Stage::Done(Some(n)) => format!("done, {n} entries"),
+            _ => format!("{} / {}", human(done), human(total)),
         };
-        eprint!(
-            "\r\x1b[K{} {:<6} {short} [{bar}] {state}",
-            self.verb, p.kind
-        );
-        if matches!(p.event, Event::Done | Event::Exists) {
+        let short = digest.get(..19).unwrap_or(digest);
+        eprint!("\r\x1b[K{} {kind:<6} {short} [{bar}] {state}", self.verb);
+        self.open = !matches!(stage, Stage::Done(_) | Stage::Exists);
+        if !self.open {
+            eprintln!();
+        }
+    }
+}
+
+impl Drop for Bars {
+    /// Ends a bar cut short (by an error), so what follows starts on a
+    /// line of its own.
+    fn drop(&mut self) {
+        if self.open {
             eprintln!();
         }
     }
@@ -264,7 +306,7 @@ pub fn image(a: &ImageArgs) -> Result<i32> {
         } => {
             let o = flags.options(platform.as_deref())?;
             let mut bars = Bars::new("pulling");
-            let img = registry::pull(&store, reference, &o, &mut |p| bars.update(p))?;
+            let img = registry::pull(&store, reference, &o, &mut |p| bars.transfer(p))?;
             println!("{} {}", img.reference, img.digest);
         }
         ImageCommand::Push {
@@ -275,7 +317,7 @@ pub fn image(a: &ImageArgs) -> Result<i32> {
             let o = flags.options(None)?;
             let target = destination.as_deref().unwrap_or(reference);
             let mut bars = Bars::new("pushing");
-            let d = registry::push(&store, reference, target, &o, &mut |p| bars.update(p))?;
+            let d = registry::push(&store, reference, target, &o, &mut |p| bars.transfer(p))?;
             println!("{target} {d}");
         }
         ImageCommand::Ls { format } => {
@@ -342,7 +384,9 @@ pub fn image(a: &ImageArgs) -> Result<i32> {
         ImageCommand::Unpack { reference, dir } => {
             let img = store.image(reference)?;
             ensure_empty(dir)?;
-            let s = rootfs::unpack_flat(&store, &img, dir)?;
+            let mut bars = Bars::new("unpacking");
+            let s = rootfs::unpack_flat_with_progress(&store, &img, dir, &mut |p| bars.unpack(p))?;
+            drop(bars);
             println!(
                 "{}: {} entries, {} into {}",
                 img.reference,
@@ -355,7 +399,9 @@ pub fn image(a: &ImageArgs) -> Result<i32> {
             let img = store.image(reference)?;
             ensure_empty(dir)?;
             let root = dir.join("rootfs");
-            rootfs::unpack_flat(&store, &img, &root)?;
+            let mut bars = Bars::new("unpacking");
+            rootfs::unpack_flat_with_progress(&store, &img, &root, &mut |p| bars.unpack(p))?;
+            drop(bars);
             let spec = bundle::runtime_spec(&img.config()?, &root, &Overrides::default())?;
             bundle::write_bundle(dir, Path::new("rootfs"), &spec)?;
             println!("{}: bundle in {}", img.reference, dir.display());
@@ -474,7 +520,10 @@ pub fn run_image(rt: &berth::Runtime, a: &RunImageArgs) -> Result<i32> {
         terminal: a.tty,
         ..Overrides::default()
     };
-    let prepared = rootfs::prepare(&store, &img, &id, &o)?;
+    // Only layers not yet unpacked in the store report progress.
+    let mut bars = Bars::new("unpacking");
+    let prepared = rootfs::prepare_with_progress(&store, &img, &id, &o, &mut |p| bars.unpack(p))?;
+    drop(bars);
     let args = RunArgs {
         create: CreateArgs {
             id: id.clone(),

@@ -1,12 +1,17 @@
 //! `berth image ...` and `berth run-image` end to end: a busybox image in
 //! a `docker save` archive, imported into a store in the test's sandbox,
-//! run on an overlay root, and removed again.
+//! pushed to and pulled from a live registry, run on an overlay root, and
+//! removed again; progress on stderr, as bars on a terminal and lines
+//! otherwise.
 
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
 
 use common::*;
+use testbed::registry::{Auth, Registry};
 
 /// A runner, its image store, and the busybox image imported as `REF`.
 struct Images {
@@ -29,23 +34,44 @@ impl Images {
     }
 
     fn image(&self, args: &[&str]) -> Output {
+        self.image_in(&self.store, args)
+    }
+
+    /// `berth image --root STORE ARGS`.
+    fn image_in(&self, store: &Path, args: &[&str]) -> Output {
         let mut v = vec!["image", "--root"];
-        let s = self.store.display().to_string();
+        let s = store.display().to_string();
         v.push(&s);
         v.extend_from_slice(args);
         self.t.cmd(&v)
     }
 
     fn run_image(&self, args: &[&str]) -> Output {
-        let s = self.store.display().to_string();
+        self.run_image_in(&self.store, args)
+    }
+
+    fn run_image_in(&self, store: &Path, args: &[&str]) -> Output {
+        let s = store.display().to_string();
         let mut v = vec!["run-image", "--image-root", &s];
         v.extend_from_slice(args);
         self.t.cmd(&v)
     }
 
+    /// The manifest digest and the first layer's digest of `reference`.
+    fn digests(&self, reference: &str) -> (String, String) {
+        let v = self.image(&["inspect", reference]).ok().json();
+        let d = v["digest"].as_str().unwrap().to_string();
+        let l = v["manifest"]["layers"][0]["digest"].as_str().unwrap();
+        (d, l.to_string())
+    }
+
     /// Nothing mounted under the store, no runtime state left.
     fn assert_clean(&self) {
-        let mounts = testbed::mounts_under(&self.store);
+        self.assert_clean_in(&self.store)
+    }
+
+    fn assert_clean_in(&self, store: &Path) {
+        let mounts = testbed::mounts_under(store);
         assert!(mounts.is_empty(), "mounts left: {mounts:?}");
         let states: Vec<_> = std::fs::read_dir(self.t.root())
             .map(|r| r.flatten().map(|e| e.path()).collect())
@@ -141,8 +167,14 @@ fn run_image_exit_status_and_kept_upper_dir() {
 #[test]
 fn bundle_writes_a_runnable_bundle() {
     let i = Images::new();
+    let (_, layer) = i.digests(REF);
     let dir = i.t.dir().join("bundle-out");
-    i.image(&["bundle", REF, &dir.display().to_string()]).ok();
+    let o = i.image(&["bundle", REF, &dir.display().to_string()]);
+    o.ok().stderr_has(&[
+        &format!("unpacking layer {layer} ("),
+        &format!("done {layer}: "),
+    ]);
+    assert_eq!(o.lines().len(), 1, "{o}");
     assert!(dir.join("config.json").is_file() && dir.join("rootfs/bin/busybox").is_file());
     let cfg: Value =
         serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
@@ -186,4 +218,147 @@ fn bad_sources_and_registries_fail_clearly() {
         .stderr_has(&["no/such:image", "not found"]);
     assert!(containers(&i.store).is_empty());
     i.assert_clean();
+}
+
+#[test]
+fn unpack_reports_progress_as_lines_or_bars() {
+    let i = Images::new();
+    let (_, layer) = i.digests(REF);
+    let dir = i.t.dir().join("flat");
+    let d = dir.display().to_string();
+    let o = i.image(&["unpack", REF, &d]);
+    o.ok();
+    // stdout: the result only; stderr: a line as the layer starts (with
+    // its size) and one as it ends (with the entries it made).
+    let out = o.out();
+    assert!(
+        out.starts_with(&format!("{REF}: ")) && o.lines().len() == 1,
+        "{o}"
+    );
+    let entries: u64 = out
+        .split(": ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no entry count: {o}"));
+    assert!(entries > 10, "{o}");
+    let lines: Vec<&str> = o.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{o}");
+    assert!(
+        lines[0].starts_with(&format!("unpacking layer {layer} (")) && lines[0].ends_with(" MiB)"),
+        "{o}"
+    );
+    assert_eq!(lines[1], format!("done {layer}: {entries} entries"), "{o}");
+    assert!(dir.join("bin/busybox").is_file());
+
+    // On a terminal: a bar, redrawn in place, full at the end.
+    let pty = testbed::nix::pty::openpty(None, None).expect("openpty");
+    let dir2 = i.t.dir().join("flat-tty");
+    let store = i.store.display().to_string();
+    let d2 = dir2.display().to_string();
+    let mut cmd =
+        i.t.command(None, &["image", "--root", &store, "unpack", REF, &d2]);
+    let out_path = i.t.dir().join("unpack-tty.out");
+    cmd.stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(Stdio::from(std::fs::File::from(pty.slave)));
+    let child = cmd.spawn().expect("spawn berth");
+    // The only slave left open is the child's: its exit ends the read.
+    drop(cmd);
+    let shown = testbed::read_pty(&pty.master, Duration::from_secs(30));
+    let status = testbed::wait_within(child, Duration::from_secs(30)).expect("berth exits");
+    assert!(status.success(), "{shown}");
+    let short = &layer[..19];
+    let full = format!(
+        "\r\x1b[Kunpacking layer  {short} [{}] done, {entries} entries",
+        "#".repeat(30)
+    );
+    assert!(shown.contains(&full), "no full bar {full:?} in {shown:?}");
+    let stdout = std::fs::read_to_string(&out_path).unwrap();
+    assert!(
+        stdout.starts_with(&format!("{REF}: {entries} entries")) && !stdout.contains('\x1b'),
+        "{stdout:?}"
+    );
+}
+
+#[test]
+fn push_pull_and_run_through_a_registry() {
+    let i = Images::new();
+    let (digest, layer) = i.digests(REF);
+    let reg = Registry::start(Auth::Basic("berth", "s3cret"));
+    let host = reg.host();
+    let remote = format!("{host}/berth/busybox:v1");
+    let push = |extra: &[&str]| {
+        let mut v = vec!["push"];
+        v.extend_from_slice(extra);
+        v.extend_from_slice(&[REF, &remote]);
+        i.image(&v)
+    };
+
+    // Plain HTTP only with --insecure-registry.
+    push(&["--creds", "berth:s3cret"])
+        .fails()
+        .stderr_has(&[&host, "HTTPS", "--insecure-registry"]);
+    push(&["--insecure-registry", &host, "--creds", "berth:wrong"])
+        .fails()
+        .stderr_has(&["authentication refused", &host]);
+    assert!(!reg.repository_dir("berth/busybox").exists());
+
+    let o = push(&["--insecure-registry", &host, "--creds", "berth:s3cret"]);
+    o.ok().stderr_has(&[
+        &format!("pushing layer {layer} ("),
+        "pushing config sha256:",
+        &format!("done {layer}"),
+    ]);
+    assert_eq!(o.out(), format!("{remote} {digest}"), "{o}");
+
+    // Into another store, with credentials from an auth.json.
+    let pulled = i.t.dir().join("pulled");
+    let authfile = i.t.dir().join("auth.json");
+    // "YmVydGg6czNjcmV0" is base64 of "berth:s3cret".
+    std::fs::write(
+        &authfile,
+        format!(r#"{{"auths": {{"{host}": {{"auth": "YmVydGg6czNjcmV0"}}}}}}"#),
+    )
+    .unwrap();
+    let empty = i.t.dir().join("empty-auth.json");
+    std::fs::write(&empty, r#"{"auths": {}}"#).unwrap();
+    let pull = |auth: &Path| {
+        let a = auth.display().to_string();
+        i.image_in(
+            &pulled,
+            &[
+                "pull",
+                "--insecure-registry",
+                &host,
+                "--authfile",
+                &a,
+                &remote,
+            ],
+        )
+    };
+    pull(&empty)
+        .fails()
+        .stderr_has(&["authentication refused", "no credentials"]);
+    let o = pull(&authfile);
+    o.ok().stderr_has(&[
+        &format!("pulling layer {layer} ("),
+        "pulling config sha256:",
+        &format!("done {layer}"),
+    ]);
+    assert_eq!(o.out(), format!("{remote} {digest}"), "{o}");
+    let ls = i.image_in(&pulled, &["ls", "--format", "json"]).ok().json();
+    assert_eq!(ls, json!([{"reference": remote, "digest": digest}]));
+
+    // Runnable; its layer is unpacked on the first run only.
+    let o = i.run_image_in(&pulled, &["--rm", &remote, "echo", "ok"]);
+    assert_eq!(o.ok().out(), "ok", "{o}");
+    o.stderr_has(&[
+        &format!("unpacking layer {layer} ("),
+        &format!("done {layer}: "),
+    ]);
+    let o = i.run_image_in(&pulled, &["--rm", &remote, "echo", "ok"]);
+    assert_eq!(o.ok().out(), "ok", "{o}");
+    assert!(!o.stderr.contains("unpacking"), "{o}");
+    assert!(containers(&pulled).is_empty());
+    i.assert_clean_in(&pulled);
 }

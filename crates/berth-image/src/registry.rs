@@ -22,6 +22,7 @@ use futures_util::StreamExt as _;
 use oci_client::client::{ClientConfig, ClientProtocol, SizedStream};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
+use oci_client::RegistryOperation;
 use oci_client::{Client, Reference};
 
 use crate::digest::Digest;
@@ -107,7 +108,7 @@ pub fn pull(
     o: &Options,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Image> {
-    let s = Session::new(reference, o)?;
+    let s = Session::new(reference, o, RegistryOperation::Pull)?;
     let (mut bytes, mut digest) = s.manifest(&s.reference)?;
     for depth in 0.. {
         let doc: serde_json::Value = serde_json::from_slice(&bytes)
@@ -165,7 +166,7 @@ pub fn push(
 ) -> Result<Digest> {
     let img = store.image(reference_in_store)?;
     let bytes = store.read_blob(&img.digest)?;
-    let s = Session::new(target, o)?;
+    let s = Session::new(target, o, RegistryOperation::Push)?;
     s.send(store, &img.manifest.config, "config", progress)?;
     for l in &img.manifest.layers {
         s.send(store, l, "layer", progress)?;
@@ -181,7 +182,7 @@ pub fn push(
 /// Pushes a manifest or index as `bytes` to `target`; the repository must
 /// hold what it names already. Returns its digest.
 pub fn push_manifest(target: &str, bytes: &[u8], media_type: &str, o: &Options) -> Result<Digest> {
-    let s = Session::new(target, o)?;
+    let s = Session::new(target, o, RegistryOperation::Push)?;
     s.put_manifest(bytes, media_type)
 }
 
@@ -199,7 +200,8 @@ struct Session {
 }
 
 impl Session {
-    fn new(reference: &str, o: &Options) -> Result<Session> {
+    /// Connects for `op`, authenticating up front (see [`Session::login`]).
+    fn new(reference: &str, o: &Options, op: RegistryOperation) -> Result<Session> {
         let r: Reference = reference.parse().map_err(|e: oci_client::ParseError| {
             Error::format(format!("image reference {reference:?}"), e.to_string())
         })?;
@@ -248,7 +250,7 @@ impl Session {
         };
         // Blob calls take the auth the client keeps per registry.
         rt.block_on(client.store_auth_if_needed(r.resolve_registry(), &auth));
-        Ok(Session {
+        let s = Session {
             rt,
             client,
             reference: r,
@@ -256,7 +258,22 @@ impl Session {
             registry,
             insecure,
             has_credentials: creds.is_some(),
-        })
+        };
+        s.login(&auth, op)?;
+        Ok(s)
+    }
+
+    /// Follows the registry's challenge once, before any other request:
+    /// basic auth is noted, and a bearer token is asked of the token
+    /// service with the credentials and kept for the session. Left to the
+    /// client's first request, a token service's refusal would be dropped
+    /// and the request sent without a token: all there would be to report
+    /// is a bare 401, and every request would ask for a token again.
+    fn login(&self, auth: &RegistryAuth, op: RegistryOperation) -> Result<()> {
+        self.rt
+            .block_on(self.client.auth(&self.reference, auth, op))
+            .map(|_| ())
+            .map_err(|e| self.error(e, "login"))
     }
 
     fn what(&self, thing: &str) -> String {
@@ -439,7 +456,7 @@ impl Session {
         match e {
             OciDistributionError::UnauthorizedError { .. } => auth("401 Unauthorized".into()),
             OciDistributionError::AuthenticationFailure(r) => {
-                auth(format!("token request failed: {}", r.trim()))
+                auth(format!("token request failed: {}", token_refusal(&r)))
             }
             OciDistributionError::RegistryError { envelope, .. } => {
                 let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
@@ -498,6 +515,21 @@ impl Session {
             e => other(chain(&e)),
         }
     }
+}
+
+/// What a token service said when it refused: the message of its JSON
+/// body (`details`, as docker's token services write it, `message`, or the
+/// distribution error envelope's), else the body as it came.
+fn token_refusal(body: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let field = |v: &serde_json::Value| {
+        ["details", "message", "error_description", "error"]
+            .iter()
+            .find_map(|k| v[*k].as_str().filter(|s| !s.is_empty()).map(str::to_string))
+    };
+    field(&v)
+        .or_else(|| field(&v["errors"][0]))
+        .unwrap_or_else(|| body.trim().to_string())
 }
 
 /// An error and its sources, `: `-joined (reqwest's own message is terse).
@@ -734,6 +766,19 @@ mod tests {
         let e = credentials_in(f, text, "r", "a").unwrap_err().to_string();
         assert!(e.contains("auth.json") && e.contains("auths.r.auth"), "{e}");
         assert!(credentials_in(f, b"{", "r", "a").is_err());
+    }
+
+    #[test]
+    fn token_refusals_read_as_text() {
+        assert_eq!(
+            token_refusal(r#"{"details":"incorrect username or password"}"#),
+            "incorrect username or password"
+        );
+        assert_eq!(
+            token_refusal(r#"{"errors":[{"code":"DENIED","message":"no access"}]}"#),
+            "no access"
+        );
+        assert_eq!(token_refusal(" 401 go away\n"), "401 go away");
     }
 
     #[test]

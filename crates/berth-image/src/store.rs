@@ -303,6 +303,16 @@ impl Store {
         File::open(&p).map_err(|e| Error::io("open blob", &p, e))
     }
 
+    /// Opens a blob for streaming, with its size.
+    pub fn open_blob_sized(&self, d: &Digest) -> Result<(File, u64)> {
+        let f = self.open_blob(d)?;
+        let size = f
+            .metadata()
+            .map_err(|e| Error::io("stat blob", self.blob_path(d), e))?
+            .len();
+        Ok((f, size))
+    }
+
     /// A fresh directory under `tmp/`, removed on drop unless kept.
     pub fn temp_dir(&self) -> Result<tempfile::TempDir> {
         tempfile::Builder::new()
@@ -486,6 +496,17 @@ impl Store {
     /// The directory of the unpacked layer `diff_id` (overlay form),
     /// unpacking it from `blob` first when it is not there yet.
     pub fn layer_dir(&self, diff_id: &Digest, blob: &Descriptor) -> Result<PathBuf> {
+        self.layer_dir_with_progress(diff_id, blob, &mut |_| {})
+    }
+
+    /// [`Store::layer_dir`], reporting the unpack's progress to `progress`
+    /// when there is one (nothing when the layer is unpacked already).
+    pub fn layer_dir_with_progress(
+        &self,
+        diff_id: &Digest,
+        blob: &Descriptor,
+        progress: &mut dyn FnMut(unpack::Progress),
+    ) -> Result<PathBuf> {
         let dest = self.root.join("layers/sha256").join(diff_id.hex());
         if dest.is_dir() {
             return Ok(dest);
@@ -494,11 +515,12 @@ impl Store {
         let tmp = self.temp_dir()?;
         let dir = tmp.path().join("layer");
         fs::create_dir(&dir).map_err(|e| Error::io("create", &dir, e))?;
-        let f = self.open_blob(&bd)?;
-        let mut buffered = io::BufReader::with_capacity(1 << 20, f);
+        let (f, size) = self.open_blob_sized(&bd)?;
+        let mut reported = unpack::BlobProgress::start(f, &bd, size, progress);
+        let mut buffered = io::BufReader::with_capacity(1 << 20, &mut reported);
         let compression = layer_compression(&blob.media_type, &self.blob_path(&bd))?;
         let mut counted = DiffIdCheck::new(&mut buffered, compression)?;
-        unpack::apply_layer(
+        let stats = unpack::apply_layer(
             &mut counted,
             Compression::None,
             &dir,
@@ -522,6 +544,8 @@ impl Store {
             Err(_) if dest.is_dir() => {}
             Err(e) => return Err(Error::io("rename into", &dest, e)),
         }
+        drop(buffered);
+        reported.finish(stats);
         Ok(dest)
     }
 

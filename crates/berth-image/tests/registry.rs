@@ -1,172 +1,31 @@
 //! Pull and push against Debian's `docker-registry` (the CNCF
 //! distribution registry), started by each test on a free loopback port
-//! with its own storage directory, with and without htpasswd
-//! authentication, and stopped through a guard.
+//! with its own storage directory: open, behind htpasswd basic auth, or
+//! behind bearer tokens from a token service the test runs; all of it
+//! stopped and removed through a guard ([`testbed::registry`]).
 
 use std::fs;
 use std::io::Read as _;
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::path::Path;
+
+use testbed::registry::{Auth, Registry};
 
 use berth_image::registry::{self, Event, Options, Progress};
 use berth_image::store::{media, Descriptor, Image, Index, Platform, PlatformSpec, Store};
 use berth_image::{archive, Digest, Error};
 
-fn which(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+/// A registry from the test bed, and options that reach it over plain
+/// HTTP.
+trait Insecure {
+    fn insecure(&self) -> Options;
 }
 
-/// Installs `(command, package)` pairs whose command is missing, with a
-/// `policy-rc.d` that keeps the packages' services from starting.
-fn ensure_packages(wanted: &[(&str, &str)]) {
-    static APT: Mutex<()> = Mutex::new(());
-    let _g = APT.lock().unwrap_or_else(|e| e.into_inner());
-    let missing: Vec<&str> = wanted
-        .iter()
-        .filter(|(c, _)| !which(c))
-        .map(|&(_, p)| p)
-        .collect();
-    if missing.is_empty() {
-        return;
-    }
-    let policy = Path::new("/usr/sbin/policy-rc.d");
-    let made_policy = !policy.exists();
-    if made_policy {
-        fs::write(policy, "#!/bin/sh\nexit 101\n").expect("write policy-rc.d");
-        let _ = Command::new("chmod").arg("755").arg(policy).status();
-    }
-    let install = |update: bool| {
-        if update {
-            let _ = Command::new("apt-get")
-                .args(["update", "-qq"])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status();
-        }
-        Command::new("apt-get")
-            .args(["install", "-y", "-qq"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    let ok = install(false) || install(true);
-    if made_policy {
-        let _ = fs::remove_file(policy);
-    }
-    assert!(ok, "apt-get install {missing:?} failed");
-    for (c, p) in wanted {
-        assert!(which(c), "{p} is installed but {c} is not on PATH");
-    }
-}
-
-/// A running registry; killed and reaped on drop.
-struct Registry {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Registry {
-    /// Starts one; with `user` set, behind htpasswd basic auth.
-    fn start(user: Option<(&str, &str)>) -> Registry {
-        ensure_packages(&[("docker-registry", "docker-registry")]);
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = {
-            let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-            l.local_addr().expect("addr").port()
-        };
-        let storage = dir.path().join("storage");
-        fs::create_dir(&storage).expect("mkdir storage");
-        let auth = match user {
-            Some((u, p)) => {
-                ensure_packages(&[("htpasswd", "apache2-utils")]);
-                let out = Command::new("htpasswd")
-                    .args(["-Bbn", u, p])
-                    .output()
-                    .expect("htpasswd");
-                assert!(out.status.success(), "htpasswd failed");
-                let file = dir.path().join("htpasswd");
-                fs::write(&file, &out.stdout).expect("write htpasswd");
-                format!(
-                    "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
-                    file.display()
-                )
-            }
-            None => String::new(),
-        };
-        let config = dir.path().join("config.yml");
-        fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-                 http:\n  addr: 127.0.0.1:{port}\n{auth}",
-                storage.display()
-            ),
-        )
-        .expect("write config");
-        let log = fs::File::create(dir.path().join("log")).expect("log");
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
-            .spawn()
-            .expect("start docker-registry");
-        let mut r = Registry { child, port, dir };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(st)) = r.child.try_wait() {
-                panic!("docker-registry exited ({st}):\n{}", r.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "registry did not listen:\n{}",
-                r.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        r
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
-    }
-
-    /// Where the registry keeps a blob's bytes.
-    fn blob_data(&self, d: &Digest) -> PathBuf {
-        self.dir
-            .path()
-            .join("storage/docker/registry/v2/blobs/sha256")
-            .join(&d.hex()[..2])
-            .join(d.hex())
-            .join("data")
-    }
-
+impl Insecure for Registry {
     fn insecure(&self) -> Options {
         Options {
             insecure: vec![self.host()],
             ..Options::default()
         }
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -194,7 +53,7 @@ fn quiet() -> impl FnMut(Progress) {
 
 #[test]
 fn push_then_pull_gives_the_same_image() {
-    let reg = Registry::start(None);
+    let reg = Registry::start(Auth::Anonymous);
     let tmp = tempfile::tempdir().unwrap();
     let (store, img) = busybox_store(tmp.path());
     let target = format!("{}/berth/busybox:v1", reg.host());
@@ -279,7 +138,7 @@ fn push_then_pull_gives_the_same_image() {
 
 #[test]
 fn plain_http_is_refused_unless_insecure() {
-    let reg = Registry::start(None);
+    let reg = Registry::start(Auth::Anonymous);
     let tmp = tempfile::tempdir().unwrap();
     let (store, _) = busybox_store(tmp.path());
     let target = format!("{}/berth/busybox:v1", reg.host());
@@ -295,16 +154,12 @@ fn plain_http_is_refused_unless_insecure() {
     let msg = e.to_string();
     assert!(msg.contains("HTTPS") && msg.contains("insecure"), "{msg}");
     // Nothing was sent: the registry has no such repository.
-    assert!(!reg
-        .dir
-        .path()
-        .join("storage/docker/registry/v2/repositories/berth")
-        .exists());
+    assert!(!reg.repository_dir("berth").exists());
 }
 
 #[test]
 fn basic_auth_with_explicit_and_file_credentials() {
-    let reg = Registry::start(Some(("berth", "s3cret")));
+    let reg = Registry::start(Auth::Basic("berth", "s3cret"));
     let tmp = tempfile::tempdir().unwrap();
     let (store, img) = busybox_store(tmp.path());
     let target = format!("{}/berth/private:v1", reg.host());
@@ -384,7 +239,7 @@ fn basic_auth_with_explicit_and_file_credentials() {
 
 #[test]
 fn index_pulls_the_requested_platform() {
-    let reg = Registry::start(None);
+    let reg = Registry::start(Auth::Anonymous);
     let tmp = tempfile::tempdir().unwrap();
     let (store, host_img) = busybox_store(tmp.path());
     let o = reg.insecure();
@@ -465,7 +320,7 @@ fn index_pulls_the_requested_platform() {
 
 #[test]
 fn corrupted_blob_is_refused_and_not_stored() {
-    let reg = Registry::start(None);
+    let reg = Registry::start(Auth::Anonymous);
     let tmp = tempfile::tempdir().unwrap();
     let (store, img) = busybox_store(tmp.path());
     let target = format!("{}/berth/busybox:v1", reg.host());
@@ -473,7 +328,7 @@ fn corrupted_blob_is_refused_and_not_stored() {
     registry::push(&store, "localhost/busybox:berth", &target, &o, &mut quiet()).unwrap();
 
     let layer = Digest::parse(&img.manifest.layers[0].digest).unwrap();
-    let data = reg.blob_data(&layer);
+    let data = reg.blob_data(layer.hex());
     let mut bytes = Vec::new();
     fs::File::open(&data)
         .unwrap_or_else(|e| panic!("{}: {e}", data.display()))
@@ -501,4 +356,138 @@ fn corrupted_blob_is_refused_and_not_stored() {
     assert!(!fresh.has_blob(&img.digest), "the manifest was stored");
     assert!(fresh.refs().unwrap().is_empty());
     assert_eq!(fs::read_dir(fresh.root().join("tmp")).unwrap().count(), 0);
+}
+
+/// No blob, reference or leftover download in `store`.
+fn assert_empty(store: &Store) {
+    assert!(store.refs().unwrap().is_empty());
+    for d in ["blobs/sha256", "tmp"] {
+        let n = fs::read_dir(store.root().join(d)).unwrap().count();
+        assert_eq!(n, 0, "{d} is not empty");
+    }
+}
+
+/// The registry's answer to an unauthenticated `GET /v2/`.
+fn challenge(reg: &Registry) -> String {
+    use std::io::Write as _;
+    let mut c = std::net::TcpStream::connect(reg.host()).unwrap();
+    write!(
+        c,
+        "GET /v2/ HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        reg.host()
+    )
+    .unwrap();
+    let mut s = String::new();
+    c.read_to_string(&mut s).unwrap();
+    s
+}
+
+#[test]
+fn bearer_token_auth_through_a_token_service() {
+    let reg = Registry::start(Auth::Token("berth", "t0ken-pass"));
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, img) = busybox_store(tmp.path());
+    let repo = "berth/private";
+    let target = format!("{}/{repo}:v1", reg.host());
+    let with = |user: &str, password: &str| Options {
+        auth: Some((user.into(), password.into())),
+        ..reg.insecure()
+    };
+    let good = with("berth", "t0ken-pass");
+    let wrong = with("berth", "wrong");
+    let anonymous = Options {
+        auth_file: Some(tmp.path().join("no-such-auth.json")),
+        ..reg.insecure()
+    };
+
+    // The registry sends clients to the token service, and to nothing else.
+    let c = challenge(&reg);
+    assert!(c.starts_with("HTTP/1.1 401"), "{c}");
+    assert!(
+        c.to_ascii_lowercase()
+            .contains("www-authenticate: bearer realm=")
+            && c.contains(&format!("service=\"{}\"", testbed::registry::TOKEN_SERVICE)),
+        "{c}"
+    );
+
+    let push =
+        |o: &Options| registry::push(&store, "localhost/busybox:berth", &target, o, &mut quiet());
+    // Refused credentials: the token service's reason comes through.
+    let e = push(&wrong).unwrap_err();
+    assert!(matches!(e, Error::RegistryAuth { .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("authentication refused")
+            && msg.contains(&reg.host())
+            && msg.contains("invalid username or password")
+            && !msg.contains('{'),
+        "{msg}"
+    );
+    // No credentials: a token that grants nothing, which the registry
+    // refuses.
+    let e = push(&anonymous).unwrap_err();
+    assert!(matches!(e, Error::RegistryAuth { .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("authentication refused") && msg.contains("no credentials"),
+        "{msg}"
+    );
+    assert!(!reg.repository_dir(repo).exists(), "something was pushed");
+    let reqs = reg.token_requests();
+    assert!(
+        reqs.iter().any(|r| r.status == 401),
+        "no refused request: {reqs:?}"
+    );
+    assert!(
+        reqs.iter()
+            .any(|r| r.user.is_none() && r.status == 200 && r.granted.is_empty()),
+        "no anonymous token: {reqs:?}"
+    );
+
+    let d = push(&good).unwrap_or_else(|e| panic!("push: {e}\n{}", reg.log()));
+    assert_eq!(d, img.digest);
+    assert!(reg.repository_dir(repo).is_dir());
+    let push_scope = format!("repository:{repo}:pull,push");
+    let reqs = reg.token_requests();
+    assert!(
+        reqs.iter().any(|r| r.user.as_deref() == Some("berth")
+            && r.status == 200
+            && r.granted == [push_scope.clone()]),
+        "no push token: {reqs:?}"
+    );
+
+    let fresh = Store::open(tmp.path().join("fresh")).unwrap();
+    let got = registry::pull(&fresh, &target, &good, &mut quiet())
+        .unwrap_or_else(|e| panic!("pull: {e}\n{}", reg.log()));
+    assert_eq!(got.digest, img.digest);
+    assert_eq!(
+        fresh.read_blob(&got.digest).unwrap(),
+        store.read_blob(&img.digest).unwrap()
+    );
+    assert_eq!(got.config_json, img.config_json);
+    assert_eq!(layer_digests(&got), layer_digests(&img));
+    // The layer's content: its diff-id checks out as it is unpacked.
+    let diff = got.diff_ids().unwrap()[0].clone();
+    let dir = fresh.layer_dir(&diff, &got.manifest.layers[0]).unwrap();
+    assert!(dir.join("bin/busybox").is_file());
+    let pull_scope = format!("repository:{repo}:pull");
+    assert!(
+        reg.token_requests()
+            .iter()
+            .any(|r| r.user.as_deref() == Some("berth") && r.granted == [pull_scope.clone()]),
+        "no pull token: {:?}",
+        reg.token_requests()
+    );
+
+    let other = Store::open(tmp.path().join("other")).unwrap();
+    let e = registry::pull(&other, &target, &wrong, &mut quiet()).unwrap_err();
+    assert!(matches!(e, Error::RegistryAuth { .. }), "{e:?}");
+    assert!(
+        e.to_string().contains("invalid username or password"),
+        "{e}"
+    );
+    let e = registry::pull(&other, &target, &anonymous, &mut quiet()).unwrap_err();
+    assert!(matches!(e, Error::RegistryAuth { .. }), "{e:?}");
+    assert!(e.to_string().contains("no credentials"), "{e}");
+    assert_empty(&other);
 }

@@ -2,7 +2,9 @@
 //! filesystem, OCI bundles built on it, a runner for the `berth` binary
 //! (or any runc-compatible runtime, see [`RUNTIME_VAR`]) and leak checks
 //! for everything a container can leave behind (state dirs, cgroups,
-//! mounts, processes).
+//! mounts, processes). For image tests: a busybox image archive
+//! ([`image`]) and a live registry with basic or bearer-token auth
+//! ([`registry`]).
 //!
 //! Each test owns a [`Sandbox`] (or a [`Berth`] runner, which holds one):
 //! a unique directory under `/tmp` with the runtime root and the bundles,
@@ -33,6 +35,7 @@ pub mod cgroupfs;
 pub mod console;
 pub mod image;
 pub mod leak;
+pub mod registry;
 pub mod runner;
 pub mod sandbox;
 

@@ -39,6 +39,7 @@ use nix::sys::stat::{
 use nix::sys::time::TimeSpec;
 use nix::unistd::{fchown, fchownat, linkat, symlinkat, Gid, Uid};
 
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 use path::EntryPath;
 use root::{dir_open_flags, is_type, is_whiteout_device, lstat_at, remove_all, Root};
@@ -120,6 +121,99 @@ impl std::ops::AddAssign for Stats {
         self.bytes += o.bytes;
         self.whiteouts += o.whiteouts;
         self.skipped += o.skipped;
+    }
+}
+
+/// One layer's unpacking as it goes, for progress bars. Reported by the
+/// `_with_progress` forms of [`crate::rootfs::unpack_flat`],
+/// [`crate::rootfs::layer_dirs`], [`crate::rootfs::prepare`] and
+/// [`crate::store::Store::layer_dir`], for each layer they unpack (a layer
+/// already unpacked in the store reports nothing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// The layer blob.
+    pub digest: Digest,
+    /// Bytes of the blob (compressed, as stored) read so far.
+    pub done: u64,
+    /// The blob's size.
+    pub total: u64,
+    /// Where the unpack is.
+    pub event: Event,
+}
+
+/// The stages of one layer's unpacking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The unpack begins (`done` is 0).
+    Start,
+    /// More of the blob was read. Reported at most once per
+    /// [`REPORT_EVERY`] bytes, so a callback costs nothing measurable.
+    Bytes,
+    /// The layer is unpacked (and, for the store's layers, its diff-id
+    /// verified); what it held.
+    Done(Stats),
+}
+
+/// How many blob bytes pass between two [`Event::Bytes`] reports.
+pub const REPORT_EVERY: u64 = 1 << 20;
+
+/// A layer blob's reader that reports how much of it has been read: the
+/// bytes the decompressor (or the tar reader) consumed, which is how far
+/// the unpack has come.
+pub(crate) struct BlobProgress<'a, R> {
+    inner: R,
+    digest: &'a Digest,
+    total: u64,
+    done: u64,
+    reported: u64,
+    progress: &'a mut dyn FnMut(Progress),
+}
+
+impl<'a, R: Read> BlobProgress<'a, R> {
+    /// Wraps `inner`, the blob `digest` of `total` bytes, and reports the
+    /// start.
+    pub(crate) fn start(
+        inner: R,
+        digest: &'a Digest,
+        total: u64,
+        progress: &'a mut dyn FnMut(Progress),
+    ) -> Self {
+        let mut p = BlobProgress {
+            inner,
+            digest,
+            total,
+            done: 0,
+            reported: 0,
+            progress,
+        };
+        p.report(Event::Start);
+        p
+    }
+
+    /// Reports the end, with what the layer held.
+    pub(crate) fn finish(mut self, stats: Stats) {
+        self.report(Event::Done(stats));
+    }
+
+    fn report(&mut self, event: Event) {
+        self.reported = self.done;
+        (self.progress)(Progress {
+            digest: self.digest.clone(),
+            done: self.done,
+            total: self.total,
+            event,
+        });
+    }
+}
+
+impl<R: Read> Read for BlobProgress<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.done += n as u64;
+        if self.done - self.reported >= REPORT_EVERY {
+            self.report(Event::Bytes);
+        }
+        Ok(n)
     }
 }
 
