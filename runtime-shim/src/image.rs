@@ -87,6 +87,19 @@ pub enum ImageCommand {
         /// Target directory (created; must be empty if it exists)
         dir: PathBuf,
     },
+    /// Write images to a `docker save` archive or an OCI image layout
+    Save {
+        /// What to write: a `docker save` archive (a file) or an OCI
+        /// image layout (a directory, new or an existing layout)
+        #[arg(long, value_enum, default_value_t = SaveFormat::DockerArchive)]
+        format: SaveFormat,
+        /// Where to write it
+        #[arg(short, long, value_name = "PATH", required = true)]
+        output: PathBuf,
+        /// References or digests
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<String>,
+    },
     /// Write an OCI bundle (rootfs/ and config.json) for an image
     Bundle {
         /// Reference or digest
@@ -94,6 +107,15 @@ pub enum ImageCommand {
         /// Bundle directory (created; must be empty if it exists)
         dir: PathBuf,
     },
+}
+
+/// What `berth image save` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SaveFormat {
+    /// An OCI image layout directory
+    Oci,
+    /// A `docker save` archive, as `docker load` reads
+    DockerArchive,
 }
 
 /// How to reach a registry.
@@ -394,6 +416,24 @@ pub fn image(a: &ImageArgs) -> Result<i32> {
                 human(s.bytes),
                 dir.display()
             );
+        }
+        ImageCommand::Save {
+            format,
+            output,
+            images,
+        } => {
+            let mut found = Vec::new();
+            for r in images {
+                let img = store.image(r)?;
+                found.push((img.reference.clone(), img));
+            }
+            match format {
+                SaveFormat::Oci => layout::export(&store, &found, output)?,
+                SaveFormat::DockerArchive => archive::export(&store, &found, output)?,
+            }
+            for (name, img) in &found {
+                println!("{name} {}", img.digest);
+            }
         }
         ImageCommand::Bundle { reference, dir } => {
             let img = store.image(reference)?;

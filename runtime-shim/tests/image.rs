@@ -362,3 +362,61 @@ fn push_pull_and_run_through_a_registry() {
     assert!(containers(&pulled).is_empty());
     i.assert_clean_in(&pulled);
 }
+
+#[test]
+fn save_writes_archives_and_layouts_that_import_to_the_same_image() {
+    let i = Images::new();
+    let digest = i.image(&["inspect", REF]).ok().json()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other = i.t.dir().join("store2");
+    let other_s = other.display().to_string();
+    let import_elsewhere = |source: &str| -> String {
+        let o = i.t.cmd(&["image", "--root", &other_s, "import", source]);
+        o.ok();
+        o.out()
+            .split_whitespace()
+            .last()
+            .unwrap_or_default()
+            .to_string()
+    };
+
+    // docker save's format by default: a file, named as docker names it.
+    let tar = i.t.dir().join("saved.tar");
+    let tar_s = tar.display().to_string();
+    let o = i.image(&["save", "-o", &tar_s, REF]);
+    o.ok();
+    assert_eq!(o.out(), format!("{REF} {digest}"));
+    assert_eq!(import_elsewhere(&format!("docker-archive:{tar_s}")), digest);
+    let v =
+        i.t.cmd(&["image", "--root", &other_s, "inspect", REF])
+            .ok()
+            .json();
+    assert_eq!(v["digest"], digest.as_str());
+
+    // An OCI layout: a directory, the tag as its ref.name.
+    let oci = i.t.dir().join("saved-oci");
+    let oci_s = oci.display().to_string();
+    i.image(&["save", "--format", "oci", "-o", &oci_s, REF])
+        .ok();
+    assert!(oci.join("oci-layout").is_file() && oci.join("index.json").is_file());
+    assert_eq!(import_elsewhere(&format!("oci:{oci_s}:1")), digest);
+    i.image(&["save", "--format", "docker-archive", "-o", &tar_s, REF])
+        .ok();
+
+    // Errors: an unknown image (nothing written), an unknown format, no
+    // output.
+    let none = i.t.dir().join("none.tar");
+    let none_s = none.display().to_string();
+    i.image(&["save", "-o", &none_s, REF, "no/such:image"])
+        .fails()
+        .stderr_has(&["no/such:image", "not found"]);
+    assert!(!none.exists());
+    i.image(&["save", "--format", "zip", "-o", &none_s, REF])
+        .fails()
+        .stderr_has(&["zip", "oci", "docker-archive"]);
+    i.image(&["save", REF]).fails().stderr_has(&["--output"]);
+    assert!(!none.exists());
+    i.assert_clean();
+}

@@ -3,17 +3,23 @@
 //! docker 25's OCI-layout-inside-a-tar), and the legacy format before it
 //! (`repositories` plus `<id>/json` and `<id>/layer.tar` per layer). Each
 //! image becomes an OCI manifest in the store.
+//!
+//! Export writes the docker 1.10+ form: `manifest.json`, the config as
+//! `<hex>.json`, each layer uncompressed as `<diff-id hex>/layer.tar`, and
+//! `repositories`. `docker load` reads only `manifest.json` and the files
+//! it names when `manifest.json` is there, so the legacy per-layer `json`
+//! and `VERSION` files are not written.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use serde_json::{json, Value};
 
 use crate::digest::{Digest, Hashing};
 use crate::error::{Error, Result};
-use crate::store::{media, Descriptor, Image, Manifest, Store};
+use crate::store::{media, normalize_ref, Descriptor, Image, Manifest, Store};
 use crate::unpack::Compression;
 
 /// A member of the archive: where its bytes are.
@@ -318,4 +324,167 @@ fn store_image(
     let bytes = serde_json::to_vec(&manifest).unwrap_or_default();
     let d = store.put_json(media::MANIFEST, &bytes)?;
     Digest::parse(&d.digest)
+}
+
+/// Writes `images` (each under its name) as a `docker save` archive at
+/// `file`. An image named more than once is written once with all its
+/// names in `RepoTags`; layers and configs shared by images are written
+/// once. Each layer is decompressed from the store and checked against
+/// its diff-id on the way. The archive is written next to `file` and
+/// renamed over it when complete.
+pub fn export(store: &Store, images: &[(String, Image)], file: &Path) -> Result<()> {
+    let mut grouped: Vec<(&Image, Vec<String>)> = Vec::new();
+    for (name, img) in images {
+        let full = normalize_ref(name);
+        // RepoTags holds name:tag references only.
+        let tag = (!full.contains('@')).then_some(full);
+        match grouped.iter_mut().find(|(i, _)| i.digest == img.digest) {
+            Some((_, tags)) => tags.extend(tag.filter(|t| !tags.contains(t))),
+            None => grouped.push((img, tag.into_iter().collect())),
+        }
+    }
+    let dir = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let tmp = crate::layout::temp_file(dir)?;
+    let out = tmp
+        .as_file()
+        .try_clone()
+        .map_err(|e| Error::io("open", tmp.path(), e))?;
+    let mut w = Writer {
+        out: BufWriter::with_capacity(1 << 20, out),
+        path: tmp.path().to_path_buf(),
+    };
+    let mut written = HashSet::new();
+    let mut manifest = Vec::new();
+    let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for (img, tags) in &grouped {
+        let config = format!("{}.json", Digest::parse(&img.manifest.config.digest)?.hex());
+        if written.insert(config.clone()) {
+            w.member(&config, &img.config_json)?;
+        }
+        let mut layers = Vec::new();
+        for (id, desc) in img.diff_ids()?.iter().zip(&img.manifest.layers) {
+            let name = format!("{}/layer.tar", id.hex());
+            if written.insert(name.clone()) {
+                w.dir(&format!("{}/", id.hex()))?;
+                w.layer(store, &name, id, desc)?;
+            }
+            layers.push(name);
+        }
+        if let Some(top) = img.diff_ids()?.last() {
+            for t in tags {
+                if let Some((repo, tag)) = t.rsplit_once(':') {
+                    repositories
+                        .entry(repo.to_string())
+                        .or_default()
+                        .insert(tag.to_string(), top.hex().to_string());
+                }
+            }
+        }
+        manifest.push(json!({"Config": config, "RepoTags": tags, "Layers": layers}));
+    }
+    let json_of = |v: &Value| serde_json::to_vec(v).unwrap_or_default();
+    w.member("manifest.json", &json_of(&Value::Array(manifest)))?;
+    w.member("repositories", &json_of(&json!(repositories)))?;
+    let path = w.path.clone();
+    let mut out = w.out;
+    out.write_all(&[0u8; 1024])
+        .and_then(|()| out.flush())
+        .map_err(|e| Error::io("write", &path, e))?;
+    drop(out);
+    crate::layout::publish(tmp, file)
+}
+
+/// The archive being written.
+struct Writer {
+    out: BufWriter<File>,
+    path: std::path::PathBuf,
+}
+
+impl Writer {
+    fn header(name: &str, size: u64, kind: tar::EntryType) -> Result<tar::Header> {
+        let mut h = tar::Header::new_ustar();
+        h.set_path(name)
+            .map_err(|e| Error::format(format!("archive member {name:?}"), e.to_string()))?;
+        h.set_size(size);
+        h.set_mode(if kind == tar::EntryType::Directory {
+            0o755
+        } else {
+            0o644
+        });
+        h.set_mtime(0);
+        h.set_entry_type(kind);
+        h.set_cksum();
+        Ok(h)
+    }
+
+    fn io(&self, e: io::Error) -> Error {
+        Error::io("write", &self.path, e)
+    }
+
+    fn dir(&mut self, name: &str) -> Result<()> {
+        let h = Self::header(name, 0, tar::EntryType::Directory)?;
+        self.out.write_all(h.as_bytes()).map_err(|e| self.io(e))
+    }
+
+    fn member(&mut self, name: &str, body: &[u8]) -> Result<()> {
+        let h = Self::header(name, body.len() as u64, tar::EntryType::Regular)?;
+        self.out
+            .write_all(h.as_bytes())
+            .and_then(|()| self.out.write_all(body))
+            .and_then(|()| pad(&mut self.out, body.len() as u64))
+            .map_err(|e| self.io(e))
+    }
+
+    /// The layer `desc` uncompressed as member `name`. Its size is known
+    /// only once it has been read, so the header is written first with
+    /// none and filled in afterwards.
+    fn layer(
+        &mut self,
+        store: &Store,
+        name: &str,
+        diff_id: &Digest,
+        desc: &Descriptor,
+    ) -> Result<()> {
+        let at = self.out.stream_position().map_err(|e| self.io(e))?;
+        let h = Self::header(name, 0, tar::EntryType::Regular)?;
+        self.out.write_all(h.as_bytes()).map_err(|e| self.io(e))?;
+        let mut r = Hashing::new(store.open_layer(desc)?);
+        let blob = store.blob_path(&Digest::parse(&desc.digest)?);
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io("read layer", &blob, e)),
+            };
+            self.out.write_all(&buf[..n]).map_err(|e| self.io(e))?;
+        }
+        let (got, size) = r.finish();
+        if &got != diff_id {
+            return Err(Error::DigestMismatch {
+                what: format!("layer {} (uncompressed)", desc.digest),
+                expected: diff_id.to_string(),
+                actual: got.to_string(),
+            });
+        }
+        pad(&mut self.out, size).map_err(|e| self.io(e))?;
+        let h = Self::header(name, size, tar::EntryType::Regular)?;
+        self.out
+            .seek(SeekFrom::Start(at))
+            .and_then(|_| self.out.write_all(h.as_bytes()))
+            .and_then(|()| self.out.seek(SeekFrom::End(0)).map(drop))
+            .map_err(|e| self.io(e))
+    }
+}
+
+fn pad(out: &mut impl Write, size: u64) -> io::Result<()> {
+    let rem = (size % 512) as usize;
+    if rem == 0 {
+        return Ok(());
+    }
+    out.write_all(&[0u8; 512][..512 - rem])
 }

@@ -1,8 +1,9 @@
-//! OCI images for Berth: reading image layouts and `docker save`
-//! archives, pulling from and pushing to registries, a content-addressed
-//! store, unpacking layers (flat or as overlay lower dirs) with whiteouts
-//! and hostile entries confined to the root, and turning an image config
-//! into an OCI bundle.
+//! OCI images for Berth: reading and writing image layouts and `docker
+//! save` archives, pulling from and pushing to registries, a
+//! content-addressed store, unpacking layers (flat or as overlay lower
+//! dirs) with whiteouts and hostile entries confined to the root, making
+//! layers from overlay upper dirs, and turning an image config into an
+//! OCI bundle.
 
 pub mod bundle;
 pub mod digest;
@@ -12,6 +13,7 @@ pub mod unpack;
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub mod archive;
+pub mod layer;
 pub mod layout;
 pub mod registry;
 pub mod rootfs;

@@ -383,6 +383,56 @@ impl Store {
         })
     }
 
+    /// Stores an image made of `config` and `layers` (blobs already in
+    /// the store, base first, one per `rootfs.diff_ids` entry): the config
+    /// as JSON with its keys sorted, and an OCI image manifest naming it
+    /// and the layers, so the same inputs always give the same digests.
+    /// Tags it `reference` when given; without one, the image is named by
+    /// its digest and goes at the next [`Store::gc`] unless tagged.
+    pub fn put_image(
+        &self,
+        config: &oci_spec::image::ImageConfiguration,
+        layers: &[Descriptor],
+        annotations: Option<BTreeMap<String, String>>,
+        reference: Option<&str>,
+    ) -> Result<Image> {
+        let ids = config.rootfs().diff_ids().len();
+        if ids != layers.len() {
+            return Err(Error::format(
+                "image config: rootfs.diff_ids",
+                format!("{ids} diff_ids for {} layers", layers.len()),
+            ));
+        }
+        for (i, l) in layers.iter().enumerate() {
+            let d = Digest::parse(&l.digest)
+                .map_err(|e| Error::format(format!("layers[{i}].digest"), e.to_string()))?;
+            if !self.has_blob(&d) {
+                return Err(Error::NotFound(format!("layer blob {d} (layers[{i}])")));
+            }
+        }
+        let value = serde_json::to_value(config)
+            .map_err(|e| Error::format("image config", e.to_string()))?;
+        let config_desc = self.put_json(media::CONFIG, &canonical_json(&value))?;
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(media::MANIFEST.into()),
+            config: config_desc,
+            layers: layers.to_vec(),
+            annotations: annotations.unwrap_or_default(),
+        };
+        let bytes = serde_json::to_vec(&manifest)
+            .map_err(|e| Error::format("image manifest", e.to_string()))?;
+        let digest = Digest::parse(&self.put_json(media::MANIFEST, &bytes)?.digest)?;
+        let name = match reference {
+            Some(r) => {
+                self.tag(r, &digest)?;
+                normalize_ref(r)
+            }
+            None => digest.to_string(),
+        };
+        self.image_by_digest(&name, &digest)
+    }
+
     fn lock(&self) -> Result<Lock> {
         let p = self.root.join("lock");
         let f = File::options()
@@ -491,6 +541,21 @@ impl Store {
             .ok_or_else(|| Error::NotFound(reference.to_string()))?;
         self.write_refs(&refs)?;
         Ok(d)
+    }
+
+    /// The uncompressed tar stream of the layer blob `desc`.
+    pub fn open_layer(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send>> {
+        let d = Digest::parse(&desc.digest)?;
+        let c = layer_compression(&desc.media_type, &self.blob_path(&d))?;
+        let f = io::BufReader::with_capacity(1 << 20, self.open_blob(&d)?);
+        Ok(match c {
+            Compression::None => Box::new(f),
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(f)),
+            Compression::Zstd => Box::new(
+                zstd::stream::read::Decoder::with_buffer(f)
+                    .map_err(|e| Error::io("start zstd decoder for", self.blob_path(&d), e))?,
+            ),
+        })
     }
 
     /// The directory of the unpacked layer `diff_id` (overlay form),
@@ -630,6 +695,29 @@ fn read_dir(dir: &Path) -> Vec<PathBuf> {
         .flatten()
         .map(|e| e.path())
         .collect()
+}
+
+/// `v` as compact JSON with every object's keys sorted: maps such as
+/// `Labels` come from hash maps, whose order changes from run to run, and
+/// serde_json keeps insertion order whenever any crate in the build turns
+/// on its `preserve_order` feature.
+pub fn canonical_json(v: &serde_json::Value) -> Vec<u8> {
+    fn sorted(v: &serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                serde_json::Value::Object(
+                    keys.into_iter()
+                        .map(|k| (k.clone(), sorted(&m[k])))
+                        .collect(),
+                )
+            }
+            serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    serde_json::to_vec(&sorted(v)).unwrap_or_default()
 }
 
 /// The compression of a layer blob: from its media type, or sniffed

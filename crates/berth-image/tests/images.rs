@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use berth_image::store::{PlatformSpec, Store};
+use berth_image::layer::{LayerOptions, NewLayer};
+use berth_image::store::{Descriptor, PlatformSpec, Store};
 use berth_image::{archive, layout, rootfs, Digest};
 use sha2::Digest as _;
 
@@ -421,4 +422,341 @@ fn concurrent_imports_of_one_image_both_succeed() {
     let store = Store::open(&root).unwrap();
     assert_eq!(store.refs().unwrap().len(), 4);
     assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);
+}
+
+/// busybox (the testbed's archive) with one layer written from a
+/// directory on top, stored by `put_image` as `name`. `labels` go into
+/// the config in whatever order a hash map gives them.
+fn built(store: &Store, dir: &Path, name: &str, note: &str) -> berth_image::store::Image {
+    let archive_file = dir.join("busybox.tar");
+    if !archive_file.exists() {
+        testbed::image::busybox_archive(dir, "localhost/busybox:base");
+    }
+    let base = archive::import(store, &archive_file, None)
+        .unwrap()
+        .remove(0);
+    let src = dir.join(format!("added-{note}"));
+    fs::create_dir_all(src.join("app")).unwrap();
+    fs::write(src.join("app/hello"), format!("hello from {note}\n")).unwrap();
+    let l = store
+        .write_layer(
+            &src,
+            &LayerOptions {
+                mtime_clamp: Some(1_700_000_000),
+            },
+        )
+        .unwrap();
+    let (cfg, layers) = on_top(&base, &l, note);
+    store
+        .put_image(
+            &cfg,
+            &layers,
+            Some([("org.example.note".to_string(), note.to_string())].into()),
+            Some(name),
+        )
+        .unwrap()
+}
+
+/// The config and layers of `base` with `l` on top.
+fn on_top(
+    base: &berth_image::store::Image,
+    l: &NewLayer,
+    note: &str,
+) -> (oci_spec::image::ImageConfiguration, Vec<Descriptor>) {
+    let mut cfg = base.config().unwrap();
+    cfg.rootfs_mut().diff_ids_mut().push(l.diff_id.to_string());
+    let mut h = cfg.history().clone().unwrap_or_default();
+    h.push(
+        oci_spec::image::HistoryBuilder::default()
+            .created_by(format!("COPY {note} /app"))
+            .build()
+            .unwrap(),
+    );
+    cfg.set_history(Some(h));
+    let mut c = cfg.config().clone().unwrap_or_default();
+    let labels: std::collections::HashMap<String, String> = (0..16)
+        .map(|i| (format!("label{i}"), format!("value{i}")))
+        .collect();
+    c.set_labels(Some(labels));
+    cfg.set_config(Some(c));
+    let mut layers = base.manifest.layers.clone();
+    layers.push(l.descriptor.clone());
+    (cfg, layers)
+}
+
+fn temp() -> tempfile::TempDir {
+    testbed::require_root();
+    ensure_tools();
+    tempfile::Builder::new()
+        .prefix("berth-image-")
+        .tempdir_in("/tmp")
+        .unwrap()
+}
+
+#[test]
+fn put_image_stores_the_same_image_for_the_same_inputs() {
+    let t = temp();
+    let store = store_in(t.path());
+    let img = built(&store, t.path(), "localhost/built", "a");
+    assert_eq!(img.reference, "localhost/built:latest");
+    assert_eq!(store.image("localhost/built").unwrap().digest, img.digest);
+    assert_eq!(img.manifest.layers.len(), 2);
+    assert_eq!(
+        img.manifest
+            .annotations
+            .get("org.example.note")
+            .map(String::as_str),
+        Some("a")
+    );
+    // Again, with the labels' hash map in another order: the same bytes.
+    let again = built(&store, t.path(), "localhost/built:again", "a");
+    assert_eq!(again.digest, img.digest);
+    assert_eq!(again.config_json, img.config_json);
+    let v: serde_json::Value = serde_json::from_slice(&img.config_json).unwrap();
+    assert_eq!(v["rootfs"]["diff_ids"].as_array().unwrap().len(), 2);
+    assert_eq!(v["config"]["Labels"]["label7"], "value7");
+
+    let out = t.path().join("flat");
+    rootfs::unpack_flat(&store, &img, &out).unwrap();
+    assert_eq!(
+        fs::read_to_string(out.join("app/hello")).unwrap(),
+        "hello from a\n"
+    );
+    assert!(out.join("bin/busybox").is_file());
+
+    // diff_ids and layers must agree; layers must be stored.
+    let cfg = img.config().unwrap();
+    let err = store
+        .put_image(&cfg, &img.manifest.layers[..1], None, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("rootfs.diff_ids") && err.contains("2 diff_ids for 1 layers"),
+        "{err}"
+    );
+    let mut missing = img.manifest.layers.clone();
+    missing[1].digest = Digest::of(b"not stored").to_string();
+    let err = store
+        .put_image(&cfg, &missing, None, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&missing[1].digest) && err.contains("not found"),
+        "{err}"
+    );
+    // Untagged: named by digest.
+    let untagged = store
+        .put_image(&cfg, &img.manifest.layers, None, None)
+        .unwrap();
+    assert_eq!(untagged.reference, untagged.digest.to_string());
+}
+
+fn sh_json(cmd: &mut Command) -> serde_json::Value {
+    serde_json::from_str(&sh(cmd)).unwrap()
+}
+
+#[test]
+fn an_exported_oci_layout_reimports_and_umoci_and_skopeo_read_it() {
+    let t = temp();
+    let store = store_in(t.path());
+    let a = built(&store, t.path(), "localhost/built:1", "a");
+    let b = built(&store, t.path(), "example.com:5000/team/other:2", "b");
+    let dir = t.path().join("layout");
+    layout::export(
+        &store,
+        &[
+            ("localhost/built:1".into(), a.clone()),
+            ("example.com:5000/team/other:2".into(), b.clone()),
+        ],
+        &dir,
+    )
+    .unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(
+        entries[0]["annotations"]["org.opencontainers.image.ref.name"],
+        "1"
+    );
+    assert_eq!(
+        entries[0]["annotations"]["io.containerd.image.name"],
+        "localhost/built:1"
+    );
+    assert_eq!(
+        entries[1]["annotations"]["org.opencontainers.image.ref.name"],
+        "2"
+    );
+    assert_eq!(
+        entries[1]["annotations"]["io.containerd.image.name"],
+        "example.com:5000/team/other:2"
+    );
+    assert_eq!(entries[0]["digest"], a.digest.as_str());
+
+    // berth reads it back to the same manifests.
+    let other = Store::open(t.path().join("store2")).unwrap();
+    for (tag, img) in [("1", &a), ("2", &b)] {
+        let back = layout::import(
+            &other,
+            &dir,
+            Some(tag),
+            &format!("back:{tag}"),
+            &PlatformSpec::host(),
+        )
+        .unwrap();
+        assert_eq!(back.digest, img.digest);
+    }
+    // skopeo and umoci read it.
+    let v = sh_json(
+        Command::new("skopeo")
+            .arg("inspect")
+            .arg(format!("oci:{}:1", dir.display())),
+    );
+    assert_eq!(v["Digest"], a.digest.as_str());
+    assert_eq!(v["Layers"].as_array().unwrap().len(), 2);
+    let bundle = t.path().join("umoci-bundle");
+    sh(Command::new("umoci")
+        .args(["unpack", "--image", &format!("{}:2", dir.display())])
+        .arg(&bundle));
+    assert_eq!(
+        fs::read_to_string(bundle.join("rootfs/app/hello")).unwrap(),
+        "hello from b\n"
+    );
+
+    // Exported again into the same layout: the entry for tag 1 is
+    // replaced, the other kept.
+    layout::export(&store, &[("localhost/built:1".into(), b.clone())], &dir).unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    let one: Vec<_> = entries
+        .iter()
+        .filter(|e| e["annotations"]["org.opencontainers.image.ref.name"] == "1")
+        .collect();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0]["digest"], b.digest.as_str());
+    let v = sh_json(
+        Command::new("skopeo")
+            .arg("inspect")
+            .arg(format!("oci:{}:1", dir.display())),
+    );
+    assert_eq!(v["Digest"], b.digest.as_str());
+
+    // Two names with one tag cannot share a layout.
+    let err = layout::export(
+        &store,
+        &[
+            ("x/a:same".into(), a.clone()),
+            ("x/b:same".into(), b.clone()),
+        ],
+        &t.path().join("clash"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("x/a:same") && err.contains("x/b:same"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_exported_docker_archive_loads_in_skopeo_and_berth() {
+    let t = TestImage::make();
+    let d = t.dir.path();
+    let store = store_in(d);
+    // umoci's image has gzip layers: they go into the archive
+    // uncompressed.
+    let gz = import(&store, &t, "example.com/test:v1");
+    assert!(gz
+        .manifest
+        .layers
+        .iter()
+        .all(|l| l.media_type.ends_with("gzip")));
+    let a = built(&store, d, "localhost/built:1", "a");
+    let file = d.join("saved.tar");
+    archive::export(
+        &store,
+        &[
+            ("localhost/built:1".into(), a.clone()),
+            ("localhost/built:latest".into(), a.clone()),
+            ("example.com/test:v1".into(), gz.clone()),
+        ],
+        &file,
+    )
+    .unwrap();
+
+    // What is in it.
+    let mut ar = tar::Archive::new(fs::File::open(&file).unwrap());
+    let mut members = BTreeMap::new();
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().display().to_string();
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut body).unwrap();
+        members.insert(name, body);
+    }
+    let manifest: serde_json::Value = serde_json::from_slice(&members["manifest.json"]).unwrap();
+    assert_eq!(manifest.as_array().unwrap().len(), 2, "{manifest}");
+    assert_eq!(
+        manifest[0]["RepoTags"],
+        serde_json::json!(["localhost/built:1", "localhost/built:latest"])
+    );
+    for img in [&a, &gz] {
+        for id in img.diff_ids().unwrap() {
+            let layer = &members[&format!("{}/layer.tar", id.hex())];
+            assert_eq!(Digest::of(layer), id, "layer.tar is the uncompressed layer");
+        }
+        let cd = Digest::parse(&img.manifest.config.digest).unwrap();
+        assert_eq!(members[&format!("{}.json", cd.hex())], img.config_json);
+    }
+    let repos: serde_json::Value = serde_json::from_slice(&members["repositories"]).unwrap();
+    assert_eq!(
+        repos["example.com/test"]["v1"],
+        gz.diff_ids().unwrap().last().unwrap().hex()
+    );
+    assert!(!members.keys().any(|k| k.ends_with("VERSION")));
+
+    // skopeo reads it and copies out of it.
+    let v = sh_json(Command::new("skopeo").arg("inspect").arg(format!(
+        "docker-archive:{}:localhost/built:1",
+        file.display()
+    )));
+    assert_eq!(v["Layers"].as_array().unwrap().len(), 2);
+    let oci2 = d.join("oci2");
+    sh(Command::new("skopeo")
+        .arg("copy")
+        .arg(format!(
+            "docker-archive:{}:example.com/test:v1",
+            file.display()
+        ))
+        .arg(format!("oci:{}:x", oci2.display())));
+    let other = Store::open(d.join("store2")).unwrap();
+    let copied =
+        layout::import(&other, &oci2, Some("x"), "copied:x", &PlatformSpec::host()).unwrap();
+    assert_eq!(copied.diff_ids().unwrap(), gz.diff_ids().unwrap());
+
+    // berth reads it back: same configs, same diff-ids, every name.
+    let third = Store::open(d.join("store3")).unwrap();
+    let back = archive::import(&third, &file, None).unwrap();
+    assert_eq!(back.len(), 2, "one per image, however many names");
+    for (name, img) in [
+        ("localhost/built:1", &a),
+        ("localhost/built:latest", &a),
+        ("example.com/test:v1", &gz),
+    ] {
+        let b = third.image(name).unwrap();
+        assert_eq!(b.config_json, img.config_json, "{name}");
+        assert_eq!(b.diff_ids().unwrap(), img.diff_ids().unwrap(), "{name}");
+    }
+    let out = d.join("flat-back");
+    rootfs::unpack_flat(&third, &third.image("example.com/test:v1").unwrap(), &out).unwrap();
+    assert_same_tree(&out, &t.umoci_rootfs());
+    // Nothing but the archive was left beside it.
+    let stray: Vec<_> = fs::read_dir(d)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".berth-"))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
 }
