@@ -4,7 +4,8 @@
 //! for everything a container can leave behind (state dirs, cgroups,
 //! mounts, processes). For image tests: a busybox image archive
 //! ([`image`]) and a live registry with basic or bearer-token auth
-//! ([`registry`]).
+//! ([`registry`]). Debian's buildah as a reference builder with rootfs
+//! manifests to compare builds ([`buildah`]).
 //!
 //! Each test owns a [`Sandbox`] (or a [`Berth`] runner, which holds one):
 //! a unique directory under `/tmp` with the runtime root and the bundles,
@@ -29,6 +30,7 @@
 //! assert_eq!(t.run(&id, &b, &[]).ok().out(), "hi");
 //! ```
 
+pub mod buildah;
 pub mod bundle;
 pub mod busybox;
 pub mod cgroupfs;
