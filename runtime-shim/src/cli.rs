@@ -139,6 +139,8 @@ pub enum Command {
     Image(crate::image::ImageArgs),
     /// Run a command in a new container from an image (overlay root)
     RunImage(Box<crate::image::RunImageArgs>),
+    /// Build an image from a Dockerfile
+    Build(Box<crate::build::BuildArgs>),
 }
 
 #[derive(Debug, Args)]

@@ -65,6 +65,10 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             cgroups()?;
             return crate::image::run_image(&rt, a);
         }
+        Command::Build(a) => {
+            cgroups()?;
+            return crate::build::build(&rt, a);
+        }
     }
     Ok(0)
 }

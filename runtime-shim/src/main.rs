@@ -1,6 +1,7 @@
 //! The `berth` command: runc's command line over the berth library, for
 //! container managers (containerd, podman) and people alike.
 
+mod build;
 mod cli;
 mod commands;
 mod console;

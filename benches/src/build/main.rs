@@ -156,7 +156,7 @@ fn timed(cmd: &mut Command) -> Result<f64> {
 fn berth_cmd(berth: &Path, store: &Path, ctx: &Path) -> Command {
     let mut c = Command::new(berth);
     c.arg("build")
-        .arg("--root")
+        .arg("--image-root")
         .arg(store)
         .args(["-t", TAG, "--network", "none", "-f"])
         .arg(ctx.join("Dockerfile"))

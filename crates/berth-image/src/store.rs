@@ -396,7 +396,22 @@ impl Store {
         annotations: Option<BTreeMap<String, String>>,
         reference: Option<&str>,
     ) -> Result<Image> {
-        let ids = config.rootfs().diff_ids().len();
+        let value = serde_json::to_value(config)
+            .map_err(|e| Error::format("image config", e.to_string()))?;
+        self.put_image_json(&value, layers, annotations, reference)
+    }
+
+    /// [`Store::put_image`] for a config given as JSON, which keeps the
+    /// fields `ImageConfiguration` does not model (docker's
+    /// `config.Healthcheck`, `config.Shell`, `config.OnBuild`).
+    pub fn put_image_json(
+        &self,
+        value: &serde_json::Value,
+        layers: &[Descriptor],
+        annotations: Option<BTreeMap<String, String>>,
+        reference: Option<&str>,
+    ) -> Result<Image> {
+        let ids = value["rootfs"]["diff_ids"].as_array().map_or(0, Vec::len);
         if ids != layers.len() {
             return Err(Error::format(
                 "image config: rootfs.diff_ids",
@@ -410,9 +425,7 @@ impl Store {
                 return Err(Error::NotFound(format!("layer blob {d} (layers[{i}])")));
             }
         }
-        let value = serde_json::to_value(config)
-            .map_err(|e| Error::format("image config", e.to_string()))?;
-        let config_desc = self.put_json(media::CONFIG, &canonical_json(&value))?;
+        let config_desc = self.put_json(media::CONFIG, &canonical_json(value))?;
         let manifest = Manifest {
             schema_version: 2,
             media_type: Some(media::MANIFEST.into()),
