@@ -1,7 +1,10 @@
 //! Dockerfile builds for Berth. `dockerfile` turns a Dockerfile into stages
 //! of typed instructions and performs Docker's variable substitution;
 //! `ignore` decides which build-context paths a `.dockerignore` excludes.
-//! Both are pure logic: nothing here touches containers or the image store.
+//! `context` and `copy` carry out COPY and ADD: Docker's file semantics,
+//! confined to the root a step writes into.
 
+pub mod context;
+pub mod copy;
 pub mod dockerfile;
 pub mod ignore;
