@@ -490,7 +490,9 @@ pub fn copy(
     Ok(w.stats)
 }
 
-fn check_remote(sources: &[String], add: bool) -> Result<()> {
+/// Refuses URL sources: ADD would need the network to fetch them, and
+/// COPY takes none.
+pub fn check_remote(sources: &[String], add: bool) -> Result<()> {
     let Some(s) = sources.iter().find(|s| remote(s)) else {
         return Ok(());
     };

@@ -816,6 +816,7 @@ impl<'a> Builder<'a> {
             Some(r) => copy::From::Root(r),
             None => copy::From::Context(&ctx),
         };
+        copy::check_remote(&paths, add)?;
         let sum = if paths.is_empty() {
             String::new()
         } else {
