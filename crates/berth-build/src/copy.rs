@@ -47,7 +47,8 @@ pub enum From<'a> {
     /// The build context, with its `.dockerignore`.
     Context(&'a Context),
     /// Another stage's or image's root file system (`COPY --from`): paths
-    /// resolve inside it as if it were `/`, and nothing is ignored.
+    /// resolve inside it as if it were `/`, nothing is ignored, and
+    /// without --chown the files keep their owners.
     Root(&'a Path),
 }
 
@@ -55,7 +56,8 @@ pub enum From<'a> {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CopyOptions {
     /// `--chown`, resolved to ids; `None` is 0:0 for everything created
-    /// (ADD keeps an archive's own owners instead).
+    /// from the context (ADD keeps an archive's own owners instead, and
+    /// [`From::Root`] sources their owners).
     pub chown: Option<(u32, u32)>,
     /// `--chmod`: the mode of every copied file and directory.
     pub chmod: Option<u32>,
@@ -440,10 +442,13 @@ pub fn copy(
         });
     }
     let owner = o.chown.unwrap_or((0, 0));
+    // Docker makes files from the build context 0:0; those of a stage or
+    // an image (`--from`) keep their owners unless --chown says otherwise.
+    let keep_owner = o.chown.is_none() && matches!(from, From::Root(_));
     let mut w = Writer {
         dst: &dst,
         o,
-        keep_owner: false,
+        keep_owner,
         source_id: 0,
         links: HashMap::new(),
         stats: Stats::default(),
@@ -469,7 +474,7 @@ pub fn copy(
                 w.source_id = i + 1;
                 w.keep_owner = o.chown.is_none();
                 extract(&f, c, &top.rel, &mut w, fd.as_fd(), &real)?;
-                w.keep_owner = false;
+                w.keep_owner = keep_owner;
                 w.source_id = 0;
                 continue;
             }
