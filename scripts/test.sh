@@ -7,6 +7,8 @@ need=()
 { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || need+=(busybox-static)
 command -v runc >/dev/null || need+=(runc)
 command -v crun >/dev/null || need+=(crun)
+command -v buildah >/dev/null || need+=(buildah)
+command -v umoci >/dev/null || need+=(umoci)
 command -v ps >/dev/null || need+=(procps)
 command -v dmesg >/dev/null || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then

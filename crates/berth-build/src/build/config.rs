@@ -194,7 +194,7 @@ pub(crate) fn apply(image: &mut Value, kind: &Kind, cmd_set: &mut bool) -> Resul
             cfg(image).insert("StopSignal".into(), json!(s));
         }
         Kind::Healthcheck(h) => {
-            let v = healthcheck(image, h)?;
+            let v = healthcheck(h)?;
             cfg(image).insert("Healthcheck".into(), v);
         }
         Kind::OnBuild(inner) => {
@@ -234,7 +234,7 @@ fn port(p: &str) -> Result<String> {
     Ok(format!("{num}/{proto}"))
 }
 
-fn healthcheck(image: &Value, h: &Healthcheck) -> Result<Value> {
+fn healthcheck(h: &Healthcheck) -> Result<Value> {
     let Healthcheck::Check {
         test,
         interval,
@@ -254,7 +254,6 @@ fn healthcheck(image: &Value, h: &Healthcheck) -> Result<Value> {
             json!(t)
         }
     };
-    let _ = image;
     let mut m = Map::new();
     m.insert("Test".into(), test);
     let ns = |name: &str, v: &Option<String>| -> Result<Option<Value>> {

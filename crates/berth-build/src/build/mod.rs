@@ -727,7 +727,7 @@ impl<'a> Builder<'a> {
                 argv: argv.clone(),
                 args: &args,
                 network_host,
-                script: shebang.as_deref().map(|s| ("script", s)),
+                script: shebang.as_deref(),
             };
             let progress = &mut *b.progress;
             run::run(b.rt, ov, &image, &cmd, &mut |elapsed, line| {

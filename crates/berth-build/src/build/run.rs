@@ -28,7 +28,7 @@ pub(crate) struct Command<'a> {
     pub args: &'a BTreeMap<String, String>,
     pub network_host: bool,
     /// A script run as a file (a `RUN <<EOF` heredoc starting with `#!`).
-    pub script: Option<(&'a str, &'a str)>,
+    pub script: Option<&'a str>,
 }
 
 /// Where a script file is bound in the container: under `/dev`, a tmpfs,
@@ -56,14 +56,13 @@ pub(crate) fn run(
     );
     let mut mounts = Vec::new();
     let mut argv = cmd.argv.clone();
-    if let Some((name, body)) = cmd.script {
+    if let Some(body) = cmd.script {
         let dir = overlay.scratch("script")?;
         let file = dir.join("script");
         fs::write(&file, body).map_err(|e| BuildError::io("write", &file, e))?;
         set_mode(&file, 0o755)?;
         mounts.push(bind(&dir, SCRIPT_DIR, true)?);
         argv = vec![format!("{SCRIPT_DIR}/script")];
-        let _ = name;
     }
     if cmd.network_host {
         for f in ["/etc/resolv.conf", "/etc/hosts"] {
