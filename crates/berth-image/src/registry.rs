@@ -3,7 +3,8 @@
 //! the store and pushing one from it, through `oci-client`.
 //!
 //! The store's API is synchronous; each call runs a small current-thread
-//! tokio runtime for the client and drives it from the caller's thread.
+//! tokio runtime for the client and drives it from the caller's thread
+//! (from a thread of its own when the caller is inside a tokio runtime).
 //! Every manifest and blob is verified against the digest that names it
 //! before it lands in the store (through [`Store::put_blob`], so a
 //! mismatch stores nothing). Manifests are kept and pushed as the exact
@@ -106,7 +107,30 @@ pub fn pull(
     store: &Store,
     reference: &str,
     o: &Options,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<Image> {
+    off_runtime(|| pull_here(store, reference, o, progress))
+}
+
+/// Runs `f` on this thread, or on a thread of its own when this one is
+/// inside a tokio runtime: the client's runtime blocks on its futures,
+/// which tokio forbids on a runtime's threads, so a library host that is
+/// itself async can call pull and push directly.
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|scope| match scope.spawn(f).join() {
+        Ok(v) => v,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
+
+fn pull_here(
+    store: &Store,
+    reference: &str,
+    o: &Options,
+    progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<Image> {
     let s = Session::new(reference, o, RegistryOperation::Pull)?;
     let (mut bytes, mut digest) = s.manifest(&s.reference)?;
@@ -162,7 +186,17 @@ pub fn push(
     reference_in_store: &str,
     target: &str,
     o: &Options,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<Digest> {
+    off_runtime(|| push_here(store, reference_in_store, target, o, progress))
+}
+
+fn push_here(
+    store: &Store,
+    reference_in_store: &str,
+    target: &str,
+    o: &Options,
+    progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<Digest> {
     let img = store.image(reference_in_store)?;
     let bytes = store.read_blob(&img.digest)?;
@@ -182,8 +216,10 @@ pub fn push(
 /// Pushes a manifest or index as `bytes` to `target`; the repository must
 /// hold what it names already. Returns its digest.
 pub fn push_manifest(target: &str, bytes: &[u8], media_type: &str, o: &Options) -> Result<Digest> {
-    let s = Session::new(target, o, RegistryOperation::Push)?;
-    s.put_manifest(bytes, media_type)
+    off_runtime(|| {
+        let s = Session::new(target, o, RegistryOperation::Push)?;
+        s.put_manifest(bytes, media_type)
+    })
 }
 
 /// One reference's registry connection.

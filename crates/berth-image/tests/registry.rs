@@ -491,3 +491,27 @@ fn bearer_token_auth_through_a_token_service() {
     assert!(e.to_string().contains("no credentials"), "{e}");
     assert_empty(&other);
 }
+
+/// A host that is itself async calls push and pull from its runtime's
+/// threads, where blocking on another runtime would panic.
+#[test]
+fn push_and_pull_work_from_inside_a_tokio_runtime() {
+    let reg = Registry::start(Auth::Anonymous);
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, img) = busybox_store(tmp.path());
+    let target = format!("{}/berth/from-async:v1", reg.host());
+    let o = reg.insecure();
+    let host = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let fresh = Store::open(tmp.path().join("fresh")).unwrap();
+    let got = host.block_on(async {
+        registry::push(&store, "localhost/busybox:berth", &target, &o, &mut quiet())
+            .unwrap_or_else(|e| panic!("push: {e}\n{}", reg.log()));
+        registry::pull(&fresh, &target, &o, &mut quiet())
+            .unwrap_or_else(|e| panic!("pull: {e}\n{}", reg.log()))
+    });
+    assert_eq!(got.digest, img.digest);
+    assert_eq!(layer_digests(&got), layer_digests(&img));
+}
