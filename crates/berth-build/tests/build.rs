@@ -273,6 +273,9 @@ COPY <<EOF /etc/motd
 hello from a heredoc
 EOF
 RUN test -x /srv/app/main.sh && /srv/app/main.sh > /out/main.txt && ls /srv/app > /out/ls.txt
+USER app
+WORKDIR /home/app/work
+RUN touch made-by-app
 "#
     ));
     let (b, _) = f.ok(&o);
@@ -295,6 +298,11 @@ RUN test -x /srv/app/main.sh && /srv/app/main.sh > /out/main.txt && ls /srv/app 
     assert_eq!((data.uid(), data.gid(), data.mode() & 0o777), (7, 8, 0o600));
     assert_eq!(read("added.md"), "notes\n");
     assert_eq!(read("etc/motd"), "hello from a heredoc\n");
+    // WORKDIR made its directories for the USER, who could then write there.
+    let work = fs::metadata(r.join("home/app/work")).unwrap();
+    assert_eq!((work.uid(), work.gid()), (1234, 1234));
+    let made = fs::metadata(r.join("home/app/work/made-by-app")).unwrap();
+    assert_eq!(made.uid(), 1234);
     // The mount points the runtime made are not in any layer.
     for i in 1..b.image.manifest.layers.len() {
         let names = f.layer_entries(&b.image, i);

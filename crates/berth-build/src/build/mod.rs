@@ -862,14 +862,27 @@ impl<'a> Builder<'a> {
     }
 
     /// WORKDIR's directory, made when missing (a layer of its own).
+    /// The directories it creates belong to the stage's USER, as BuildKit
+    /// makes them; existing ones are left as they are.
     fn workdir(&mut self, state: &mut State, inst: &Instruction, dir: &str) -> Result<bool> {
-        let key = state.key.child(&["WORKDIR", dir]);
+        let user = state.image["config"]["User"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let key = state.key.child(&["WORKDIR", dir, &user]);
         let created_by = inst.text.clone();
         let dir = format!("{}/", dir.trim_end_matches('/'));
         self.fs_step(state, key, &created_by, &mut |_, ov| {
             let empty = ov.scratch("workdir")?;
+            let chown = if user.is_empty() {
+                None
+            } else {
+                let u = berth_image::bundle::resolve_user(&ov.merged(), &user)
+                    .map_err(|e| BuildError::Invalid(format!("USER {user}: {e}")))?;
+                Some((u.uid(), u.gid()))
+            };
             let opts = CopyOptions {
-                chown: None,
+                chown,
                 chmod: None,
                 add: false,
             };
