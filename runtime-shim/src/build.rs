@@ -130,8 +130,15 @@ pub fn build(rt: &berth::Runtime, a: &BuildArgs) -> Result<i32> {
     if !a.context.is_dir() {
         bail!("build context {}: not a directory", a.context.display());
     }
-    let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(s) if !s.is_empty() => Some(
+    // `--build-arg SOURCE_DATE_EPOCH=N` sets it as the environment
+    // variable does, and wins over it, as in BuildKit.
+    let args = build_args(&a.build_arg)?;
+    let epoch = args
+        .get("SOURCE_DATE_EPOCH")
+        .cloned()
+        .or_else(|| std::env::var("SOURCE_DATE_EPOCH").ok());
+    let source_date_epoch = match epoch {
+        Some(s) if !s.is_empty() => Some(
             s.parse::<i64>()
                 .with_context(|| format!("SOURCE_DATE_EPOCH={s}: not a number of seconds"))?,
         ),
@@ -141,7 +148,7 @@ pub fn build(rt: &berth::Runtime, a: &BuildArgs) -> Result<i32> {
         context: a.context.clone(),
         dockerfile: a.file.clone(),
         tags: a.tag.clone(),
-        build_args: build_args(&a.build_arg)?,
+        build_args: args,
         target: a.target.clone(),
         no_cache: a.no_cache,
         network,

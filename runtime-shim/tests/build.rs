@@ -107,6 +107,18 @@ fn the_readme_demo_builds_runs_and_rebuilds_from_the_cache() {
     q.ok();
     assert!(q.stderr.is_empty(), "{q}");
     assert!(q.out().starts_with("sha256:"), "{q}");
+
+    // SOURCE_DATE_EPOCH as a build arg: two builds from scratch agree.
+    let repro = [
+        "-q",
+        "--no-cache",
+        "--build-arg",
+        "SOURCE_DATE_EPOCH=1700000000",
+    ];
+    let one = b.build(&repro);
+    let two = b.build(&repro);
+    assert_eq!(one.ok().out(), two.ok().out());
+    assert_ne!(one.out(), q.out());
     b.assert_clean();
 }
 

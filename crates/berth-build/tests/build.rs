@@ -273,6 +273,8 @@ COPY <<EOF /etc/motd
 hello from a heredoc
 EOF
 RUN test -x /srv/app/main.sh && /srv/app/main.sh > /out/main.txt && ls /srv/app > /out/ls.txt
+WORKDIR /multi
+COPY notes.md app/main.sh .
 USER app
 WORKDIR /home/app/work
 RUN touch made-by-app
@@ -298,6 +300,9 @@ RUN touch made-by-app
     assert_eq!((data.uid(), data.gid(), data.mode() & 0o777), (7, 8, 0o600));
     assert_eq!(read("added.md"), "notes\n");
     assert_eq!(read("etc/motd"), "hello from a heredoc\n");
+    // `.` is a directory destination, for several sources too.
+    assert_eq!(read("multi/notes.md"), "notes\n");
+    assert_eq!(mode(&r.join("multi/main.sh")), 0o755);
     // WORKDIR made its directories for the USER, who could then write there.
     let work = fs::metadata(r.join("home/app/work")).unwrap();
     assert_eq!((work.uid(), work.gid()), (1234, 1234));
@@ -371,6 +376,15 @@ CMD ["/bin/sh"]
     );
     assert!(root.path().join("bin/sh").is_file());
     assert!(!root.path().join("build").exists());
+    // FROM scratch still gets a PATH, as BuildKit gives it.
+    let env = &f.config(&b.image)["config"]["Env"];
+    assert!(
+        env.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e.as_str().unwrap().starts_with("PATH=/usr/local/sbin:")),
+        "{env}"
+    );
 
     let mut o = f.opts(&df);
     o.target = Some("builder".into());
@@ -492,6 +506,15 @@ fn source_date_epoch_makes_builds_reproducible() {
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let (b, _) = f.ok(&o);
     assert_eq!(a.image.digest, b.image.digest);
+    // Layers cached by a build without the epoch are not reused for one
+    // with it: their mtimes were not clamped.
+    let mut plain = o.clone();
+    plain.source_date_epoch = None;
+    plain.no_cache = false;
+    f.ok(&plain);
+    let mut cached = o.clone();
+    cached.no_cache = false;
+    assert_eq!(f.ok(&cached).0.image.digest, a.image.digest);
     let c = f.config(&a.image);
     assert_eq!(c["created"], "2023-11-14T22:13:20Z");
     o.source_date_epoch = None;
@@ -541,6 +564,14 @@ fn failures_name_the_line_and_leave_nothing_behind() {
             vec!["line 1", "linux/s390x"],
         ),
         (
+            format!("FROM {BASE} AS a\nCOPY --from=b /bin/sh /x\nFROM a AS b\n"),
+            vec!["line 2", "--from=b", "earlier"],
+        ),
+        (
+            format!("FROM {BASE}\nCOPY <</tmp/berth-build-escape-probe /x\nhi\n/tmp/berth-build-escape-probe\n"),
+            vec!["line 2", "here-document"],
+        ),
+        (
             "# only a comment\n".to_string(),
             vec!["line 1", "no instructions"],
         ),
@@ -556,6 +587,12 @@ fn failures_name_the_line_and_leave_nothing_behind() {
         }
         f.assert_clean();
     }
+    assert!(!Path::new("/tmp/berth-build-escape-probe").exists());
+    // A Dockerfile cannot take the host network the build was denied.
+    let mut o = f.opts(&format!("FROM {BASE}\nRUN --network=host true\n"));
+    o.network = Network::None;
+    let e = f.build(&o).0.unwrap_err().to_string();
+    assert!(e.contains("line 2") && e.contains("--network none"), "{e}");
     // The failing RUN's output was streamed before the error.
     let (_, log) = f.build(&f.opts(&format!("FROM {BASE}\nRUN echo out; exit 3\n")));
     assert!(log.contains("out\n") && log.contains("ERROR"), "{log}");

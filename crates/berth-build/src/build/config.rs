@@ -22,6 +22,27 @@ pub(crate) fn scratch() -> Value {
     })
 }
 
+/// A base image's config made the start of a new one, as BuildKit makes
+/// it: what described the base's own build goes (`container`,
+/// `container_config`, `docker_version`, `config.Image`,
+/// `config.Hostname`), and `PATH` is set when the base has none.
+pub(crate) fn rebase(image: &mut Value) {
+    if let Some(o) = image.as_object_mut() {
+        for k in ["container", "container_config", "docker_version"] {
+            o.remove(k);
+        }
+    }
+    let c = cfg(image);
+    c.remove("Image");
+    c.remove("Hostname");
+    if !env(image).iter().any(|(k, _)| k == "PATH") {
+        let (k, v) = berth_image::bundle::DEFAULT_PATH
+            .split_once('=')
+            .expect("KEY=VALUE");
+        set_env(image, k, v);
+    }
+}
+
 pub(crate) fn arch() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",

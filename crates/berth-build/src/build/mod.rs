@@ -443,11 +443,9 @@ impl<'a> Builder<'a> {
             cmd_set: false,
         };
         if image.eq_ignore_ascii_case("scratch") {
-            return Ok(fresh(
-                config::scratch(),
-                Layers::default(),
-                Key::root("scratch"),
-            ));
+            let mut scratch = config::scratch();
+            config::rebase(&mut scratch);
+            return Ok(fresh(scratch, Layers::default(), Key::root("scratch")));
         }
         if let Some(j) = self.df.stages.iter().take(i).position(|s| {
             s.name
@@ -463,9 +461,10 @@ impl<'a> Builder<'a> {
             });
         }
         let img = self.image(image)?;
-        let config: Value = serde_json::from_slice(&img.config_json).map_err(|e| {
+        let mut config: Value = serde_json::from_slice(&img.config_json).map_err(|e| {
             BuildError::Invalid(format!("image {image}: the config does not parse: {e}"))
         })?;
+        config::rebase(&mut config);
         let layers = Layers {
             descriptors: img.manifest.layers.clone(),
             diff_ids: img.diff_ids()?,
@@ -571,10 +570,18 @@ impl<'a> Builder<'a> {
                                 .cloned()
                                 .flatten()
                                 .or_else(|| platform_args().get(&d.name).cloned())
+                                .or_else(|| {
+                                    (d.name == "SOURCE_DATE_EPOCH")
+                                        .then_some(self.o.source_date_epoch)
+                                        .flatten()
+                                        .map(|e| e.to_string())
+                                })
                         }),
                     };
+                    // Not part of the chained key: a value reaches the
+                    // cache only where it is used (RUN keys carry the
+                    // args in scope, other steps their expanded text).
                     if let Some(v) = v {
-                        state.key = state.key.child(&["ARG", &d.name, &v]);
                         state.args.insert(d.name, v);
                     }
                 }
@@ -616,10 +623,17 @@ impl<'a> Builder<'a> {
         created_by: &str,
         make: &mut dyn FnMut(&mut Self, &Overlay) -> Result<()>,
     ) -> Result<bool> {
+        // A layer's mtimes depend on the epoch it was written with, so
+        // the epoch is part of what the cache entry answers for.
+        let epoch = self
+            .o
+            .source_date_epoch
+            .map_or_else(|| "none".to_string(), |e| e.to_string());
+        let entry_key = key.child(&["SOURCE_DATE_EPOCH", &epoch]);
         let hit = if self.o.no_cache {
             None
         } else {
-            self.cache.get(self.store, &key)
+            self.cache.get(self.store, &entry_key)
         };
         let (entry, cached) = match hit {
             Some(e) => (e, true),
@@ -632,7 +646,7 @@ impl<'a> Builder<'a> {
                     layer,
                     created: config::rfc3339(self.now),
                 };
-                self.cache.put(&key, &e)?;
+                self.cache.put(&entry_key, &e)?;
                 (e, false)
             }
         };
@@ -687,7 +701,12 @@ impl<'a> Builder<'a> {
     ) -> Result<bool> {
         let network_host = match r.network.as_deref() {
             None | Some("default") => self.o.network == Network::Host,
-            Some("host") => true,
+            Some("host") if self.o.network == Network::Host => true,
+            Some("host") => {
+                return Err(BuildError::Invalid(
+                    "RUN --network=host: this build was started with --network none, which the Dockerfile cannot override".into(),
+                ))
+            }
             Some("none") => false,
             Some(other) => {
                 return Err(BuildError::Invalid(format!(
@@ -758,6 +777,16 @@ impl<'a> Builder<'a> {
                 Source::Heredoc(_) => None,
             })
             .collect();
+        for s in &c.sources {
+            if let Source::Heredoc(h) = s {
+                let n = h.name.as_str();
+                if n.is_empty() || n == "." || n == ".." || n.contains(['/', '\0']) {
+                    return Err(BuildError::Invalid(format!(
+                        "{what} <<{n}: a here-document's name is the file it makes, so it cannot be empty, . or .., or hold a /"
+                    )));
+                }
+            }
+        }
         let heredocs: Vec<(String, String)> = c
             .sources
             .iter()
@@ -766,7 +795,8 @@ impl<'a> Builder<'a> {
                 Source::Path(_) => None,
             })
             .collect();
-        if c.sources.len() > 1 && !c.dest.ends_with('/') {
+        let dir_dest = c.dest.ends_with('/') || c.dest == "." || c.dest.ends_with("/.");
+        if c.sources.len() > 1 && !dir_dest {
             return Err(BuildError::Invalid(format!(
                 "When using {what} with more than one source file, the destination must be a directory and end with a /"
             )));
@@ -782,12 +812,17 @@ impl<'a> Builder<'a> {
             })
             .transpose()?;
         let mut dest = config::resolve_dir(&config::working_dir(&state.image), &c.dest);
-        if (c.dest.ends_with('/') || c.dest.ends_with("/.")) && dest != "/" {
+        if dir_dest && dest != "/" {
             dest.push('/');
         }
         // Where the sources come from: the context, a stage or an image.
         let from_state = match &c.from {
             None => None,
+            Some(f) if self.stage_index(f, i).is_none() && self.stage_index(f, self.df.stages.len()).is_some() => {
+                return Err(BuildError::Invalid(format!(
+                    "--from={f}: that stage is this one or comes after it; a stage can copy only from earlier ones"
+                )))
+            }
             Some(f) => Some(match self.stage_index(f, i) {
                 Some(j) => self.stage(j)?,
                 None => {
@@ -904,7 +939,7 @@ impl<'a> Builder<'a> {
             .o
             .build_args
             .keys()
-            .filter(|k| !self.used_args.contains(*k))
+            .filter(|k| !self.used_args.contains(*k) && *k != "SOURCE_DATE_EPOCH")
             .collect();
         if !unused.is_empty() {
             let msg = format!(

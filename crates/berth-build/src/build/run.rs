@@ -65,8 +65,17 @@ pub(crate) fn run(
         argv = vec![format!("{SCRIPT_DIR}/script")];
     }
     if cmd.network_host {
+        // Only onto a plain file or a missing name in a real /etc: the
+        // runtime would make a symlink's target, outside what the
+        // cleanup below can tell from the command's own files.
+        let etc_ok = lexists_plain(&merged, Path::new("/etc")).is_some_and(|m| m.is_dir());
         for f in ["/etc/resolv.conf", "/etc/hosts"] {
-            if Path::new(f).is_file() {
+            let in_root = merged.join(f.trim_start_matches('/'));
+            let target_ok = match fs::symlink_metadata(&in_root) {
+                Ok(m) => m.is_file(),
+                Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+            };
+            if etc_ok && target_ok && Path::new(f).is_file() {
                 mounts.push(bind(Path::new(f), f, true)?);
             }
         }
@@ -82,13 +91,17 @@ pub(crate) fn run(
     };
     let spec = bundle::runtime_spec(&config, &merged, &o)?;
     // Mount points the image lacks, to remove after the run.
-    let made: Vec<PathBuf> = spec
-        .mounts()
-        .iter()
-        .flatten()
-        .map(|m| m.destination().clone())
-        .filter(|d| lexists_plain(&merged, d).is_none())
-        .collect();
+    // Each missing ancestor too, a parent before its children.
+    let mut made: Vec<PathBuf> = Vec::new();
+    for m in spec.mounts().iter().flatten() {
+        let mut p = PathBuf::from("/");
+        for c in m.destination().components().skip(1) {
+            p.push(c);
+            if lexists_plain(&merged, &p).is_none() && !made.contains(&p) {
+                made.push(p.clone());
+            }
+        }
+    }
     // The directories those go in, as they were: making a mount point
     // copies its parent up, which alone must not make a layer.
     let parents: Vec<(PathBuf, fs::Metadata)> = made
