@@ -10,36 +10,29 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use berth_build::{BuildError, BuildOptions, Built, Event, Network};
-use berth_image::store::{Image, Store};
-use berth_image::{archive, rootfs};
+use berth_build::{BuildOptions, Network};
+use berth_image::rootfs;
+use berth_image::store::Image;
 use serde_json::{json, Value};
+
+mod common;
+use common::Builds;
 
 const BASE: &str = "localhost/busybox:build";
 
-struct Fixture {
-    dir: tempfile::TempDir,
-    store: Store,
-    rt: berth::Runtime,
+/// The shared set-up, and what these tests read back from images.
+struct Fixture(Builds);
+
+impl std::ops::Deref for Fixture {
+    type Target = Builds;
+    fn deref(&self) -> &Builds {
+        &self.0
+    }
 }
 
 impl Fixture {
     fn new() -> Fixture {
-        testbed::require_root();
-        let dir = tempfile::Builder::new()
-            .prefix("berth-build-")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let store = Store::open(dir.path().join("store")).unwrap();
-        let tar = testbed::image::busybox_archive(dir.path(), BASE);
-        archive::import(&store, &tar, None).unwrap();
-        let rt = berth::Runtime::new(dir.path().join("run"));
-        fs::create_dir_all(dir.path().join("ctx")).unwrap();
-        Fixture { dir, store, rt }
-    }
-
-    fn ctx(&self) -> PathBuf {
-        self.dir.path().join("ctx")
+        Fixture(Builds::new("berth-build-", BASE))
     }
 
     fn file(&self, rel: &str, content: &str) -> PathBuf {
@@ -55,30 +48,6 @@ impl Fixture {
             context: self.ctx(),
             network: Network::Host,
             ..BuildOptions::default()
-        }
-    }
-
-    /// Builds, collecting the progress output.
-    fn build(&self, o: &BuildOptions) -> (Result<Built, BuildError>, String) {
-        let mut log = String::new();
-        let r = berth_build::build(&self.store, &self.rt, o, &mut |e| match e {
-            Event::Step { id, name } => log.push_str(&format!("#{id} {name}\n")),
-            Event::Output { id, line, .. } => {
-                log.push_str(&format!("#{id} {}", String::from_utf8_lossy(line)))
-            }
-            Event::Cached { id } => log.push_str(&format!("#{id} CACHED\n")),
-            Event::Done { id, .. } => log.push_str(&format!("#{id} DONE\n")),
-            Event::Failed { id, .. } => log.push_str(&format!("#{id} ERROR\n")),
-            Event::Warning(w) => log.push_str(&format!("WARNING {w}\n")),
-        });
-        (r, log)
-    }
-
-    fn ok(&self, o: &BuildOptions) -> (Built, String) {
-        let (r, log) = self.build(o);
-        match r {
-            Ok(b) => (b, log),
-            Err(e) => panic!("build failed: {e}\n{log}"),
         }
     }
 
@@ -127,19 +96,6 @@ impl Fixture {
             .map(|e| e.file_name())
             .collect();
         assert!(tmp.is_empty(), "step dirs left: {tmp:?}");
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        // Whatever a failed assertion left mounted goes before the removal.
-        let base = self.dir.path().display().to_string();
-        for m in testbed::host_mounts().iter().rev() {
-            if m.mount_point.starts_with(&base) {
-                let _ =
-                    nix::mount::umount2(m.mount_point.as_str(), nix::mount::MntFlags::MNT_DETACH);
-            }
-        }
     }
 }
 

@@ -11,11 +11,13 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use berth_build::{BuildOptions, Event, Network};
-use berth_image::store::Store;
-use berth_image::{archive, rootfs};
+use berth_build::{BuildOptions, Network};
+use berth_image::rootfs;
 use serde_json::{json, Value};
 use testbed::buildah::{self, Buildah, Manifest};
+
+mod common;
+use common::Builds;
 
 const BASE: &str = "localhost/busybox:cmp";
 
@@ -24,36 +26,20 @@ const BASE: &str = "localhost/busybox:cmp";
 const EPOCH: i64 = 0;
 
 struct Fixture {
-    dir: tempfile::TempDir,
-    store: Store,
-    rt: berth::Runtime,
+    b: Builds,
     buildah: Buildah,
 }
 
 impl Fixture {
     fn new() -> Fixture {
-        testbed::require_root();
-        let dir = tempfile::Builder::new()
-            .prefix("berth-cmp-")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let store = Store::open(dir.path().join("store")).unwrap();
-        let tar = testbed::image::busybox_archive(dir.path(), BASE);
-        archive::import(&store, &tar, None).unwrap();
-        let rt = berth::Runtime::new(dir.path().join("run"));
-        let buildah = Buildah::new(dir.path());
-        buildah.import_archive(&tar, BASE);
-        fs::create_dir_all(dir.path().join("ctx")).unwrap();
-        Fixture {
-            dir,
-            store,
-            rt,
-            buildah,
-        }
+        let b = Builds::new("berth-cmp-", BASE);
+        let buildah = Buildah::new(b.dir.path());
+        buildah.import_archive(&b.archive, BASE);
+        Fixture { b, buildah }
     }
 
     fn ctx(&self) -> PathBuf {
-        self.dir.path().join("ctx")
+        self.b.ctx()
     }
 
     fn file(&self, rel: &str, content: &[u8], mode: u32) -> PathBuf {
@@ -80,11 +66,11 @@ impl Fixture {
             &["--format", "docker", "--timestamp", &EPOCH.to_string()],
         );
         out.ok();
-        let oci = self.dir.path().join("oci");
+        let oci = self.b.dir.path().join("oci");
         let _ = fs::remove_dir_all(&oci);
         self.buildah.export_oci(tag, &oci, "cmp");
         let (files, config) = buildah::rootfs_manifest(&oci, "cmp");
-        let tree = self.dir.path().join("buildah-rootfs");
+        let tree = self.b.dir.path().join("buildah-rootfs");
         let _ = fs::remove_dir_all(&tree);
         let o = Command::new("umoci")
             .args(["unpack", "--image"])
@@ -113,35 +99,15 @@ impl Fixture {
                 .collect(),
             ..BuildOptions::default()
         };
-        let mut log = String::new();
-        let r = berth_build::build(&self.store, &self.rt, &o, &mut |e| match e {
-            Event::Step { id, name } => log.push_str(&format!("#{id} {name}\n")),
-            Event::Output { id, line, .. } => {
-                log.push_str(&format!("#{id} {}", String::from_utf8_lossy(line)))
-            }
-            _ => {}
-        });
-        let b = r.unwrap_or_else(|e| panic!("berth build failed: {e}\n{log}"));
-        let tree = self.dir.path().join("berth-rootfs");
+        let (b, log) = self.b.ok(&o);
+        let tree = self.b.dir.path().join("berth-rootfs");
         let _ = fs::remove_dir_all(&tree);
-        rootfs::unpack_flat(&self.store, &b.image, &tree).unwrap();
+        rootfs::unpack_flat(&self.b.store, &b.image, &tree).unwrap();
         Built {
             files: buildah::rootfs_manifest_of_dir(&tree).unwrap(),
             config: serde_json::from_slice(&b.image.config_json).unwrap(),
             tree,
             log,
-        }
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let base = self.dir.path().display().to_string();
-        for m in testbed::host_mounts().iter().rev() {
-            if m.mount_point.starts_with(&base) {
-                let _ =
-                    nix::mount::umount2(m.mount_point.as_str(), nix::mount::MntFlags::MNT_DETACH);
-            }
         }
     }
 }
@@ -404,7 +370,7 @@ fn copy_and_add_match_buildah() {
     );
     // A gzip tar with a directory, a file, an executable, a symlink and
     // an owner other than root.
-    let src = f.dir.path().join("tarsrc");
+    let src = f.b.dir.path().join("tarsrc");
     fs::create_dir_all(src.join("pkg/bin")).unwrap();
     fs::write(src.join("pkg/README"), "readme\n").unwrap();
     fs::write(src.join("pkg/bin/tool"), "#!/bin/sh\n").unwrap();
