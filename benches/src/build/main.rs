@@ -8,6 +8,9 @@
 #[path = "../lifecycle/stats.rs"]
 mod stats;
 
+#[path = "../tools.rs"]
+mod tools;
+
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,6 +20,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use testbed::buildah::Buildah;
+use tools::{berth_path, sh};
 
 /// Times building one Dockerfile with berth and buildah.
 #[derive(Parser, Debug)]
@@ -64,40 +68,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn sh(cmd: &mut Command) -> Result<()> {
-    let o = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("run {cmd:?}"))?;
-    if !o.status.success() {
-        bail!(
-            "{cmd:?}: {}\n{}",
-            o.status,
-            String::from_utf8_lossy(&o.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
-fn berth_path(a: &Args) -> Result<PathBuf> {
-    if let Some(b) = &a.berth {
-        return Ok(b.clone());
-    }
-    let exe = std::env::current_exe()?;
-    let beside = exe.with_file_name("berth");
-    if beside.is_file() {
-        return Ok(beside);
-    }
-    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/berth");
-    if ws.is_file() {
-        return Ok(ws);
-    }
-    bail!("no berth binary: build it (cargo build --release -p berth-shim) or pass --berth")
-}
-
 /// The berth binary if it has a `build` command.
 fn berth_build(a: &Args) -> Result<PathBuf> {
-    let b = berth_path(a)?;
+    let b = berth_path(a.berth.as_deref())?;
     let o = Command::new(&b)
         .args(["build", "--help"])
         .stdin(Stdio::null())

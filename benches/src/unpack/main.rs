@@ -7,6 +7,9 @@
 #[path = "../lifecycle/stats.rs"]
 mod stats;
 
+#[path = "../tools.rs"]
+mod tools;
+
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,6 +18,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use tools::{berth_path, sh};
 
 /// Times unpacking one image with berth, umoci and tar.
 #[derive(Parser, Debug)]
@@ -43,37 +47,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn sh(cmd: &mut Command) -> Result<()> {
-    let o = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("run {cmd:?}"))?;
-    if !o.status.success() {
-        bail!(
-            "{cmd:?}: {}\n{}",
-            o.status,
-            String::from_utf8_lossy(&o.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
-fn berth_path(a: &Args) -> Result<PathBuf> {
-    if let Some(b) = &a.berth {
-        return Ok(b.clone());
-    }
-    let exe = std::env::current_exe()?;
-    let beside = exe.with_file_name("berth");
-    if beside.is_file() {
-        return Ok(beside);
-    }
-    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/berth");
-    if ws.is_file() {
-        return Ok(ws);
-    }
-    bail!("no berth binary: build it (cargo build --release -p berth-shim) or pass --berth")
 }
 
 /// Deterministic, moderately compressible bytes (text-like), so gzip
@@ -133,7 +106,7 @@ struct Tool {
 
 fn real_main() -> Result<()> {
     let a = Args::parse();
-    let berth = berth_path(&a)?;
+    let berth = berth_path(a.berth.as_deref())?;
     for t in ["umoci", "tar", "gzip"] {
         if Command::new("sh")
             .args(["-c", &format!("command -v {t}")])
