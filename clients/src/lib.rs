@@ -15,9 +15,8 @@ use std::fmt;
 use std::fs::File;
 use std::io::{Read, Seek};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub use daemon::Daemon;
@@ -58,61 +57,8 @@ pub fn runtime() -> PathBuf {
     }
 }
 
-/// The first `name` on PATH.
-pub fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
-/// Installs the Debian package for each `(command, package)` whose command
-/// is not on PATH. Services are not started by the install (a
-/// policy-rc.d that refuses is in place while apt runs).
-pub fn ensure_packages(wanted: &[(&str, &str)]) {
-    static APT: Mutex<()> = Mutex::new(());
-    let _guard = APT.lock().unwrap_or_else(|e| e.into_inner());
-    let missing: Vec<&str> = wanted
-        .iter()
-        .filter(|(cmd, _)| which(cmd).is_none())
-        .map(|&(_, pkg)| pkg)
-        .collect();
-    if missing.is_empty() {
-        return;
-    }
-    let policy = Path::new("/usr/sbin/policy-rc.d");
-    let made_policy = !policy.exists();
-    if made_policy {
-        std::fs::write(policy, "#!/bin/sh\nexit 101\n").expect("write policy-rc.d");
-        let _ = Command::new("chmod").args(["755"]).arg(policy).status();
-    }
-    let install = |update: bool| {
-        if update {
-            let _ = Command::new("apt-get")
-                .args(["update", "-qq"])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status();
-        }
-        Command::new("apt-get")
-            .args(["install", "-y", "-qq"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    let ok = install(false) || install(true);
-    if made_policy {
-        let _ = std::fs::remove_file(policy);
-    }
-    assert!(ok, "apt-get install {missing:?} failed");
-    for (cmd, pkg) in wanted {
-        assert!(
-            which(cmd).is_some(),
-            "{pkg} is installed but {cmd} is not on PATH"
-        );
-    }
-}
+/// Installing the managers' Debian packages when missing.
+pub use testbed::packages::ensure_packages;
 
 /// What a finished command printed, and how it ended.
 pub struct Out {

@@ -37,6 +37,7 @@ pub mod cgroupfs;
 pub mod console;
 pub mod image;
 pub mod leak;
+pub mod packages;
 pub mod registry;
 pub mod runner;
 pub mod sandbox;

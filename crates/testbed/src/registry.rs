@@ -28,6 +28,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use serde_json::json;
 
+use crate::packages::ensure_packages;
+
 /// The token service's `service` (the JWT audience) and `issuer`.
 pub const TOKEN_SERVICE: &str = "berth-test-registry";
 /// See [`TOKEN_SERVICE`].
@@ -43,59 +45,6 @@ pub enum Auth<'a> {
     /// Bearer tokens from a token service that knows this user and
     /// password.
     Token(&'a str, &'a str),
-}
-
-/// Whether `cmd` is on PATH.
-pub fn which(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Installs `(command, package)` pairs whose command is missing, with a
-/// `policy-rc.d` that keeps the packages' services from starting.
-pub fn ensure_packages(wanted: &[(&str, &str)]) {
-    static APT: Mutex<()> = Mutex::new(());
-    let _g = APT.lock().unwrap_or_else(|e| e.into_inner());
-    let missing: Vec<&str> = wanted
-        .iter()
-        .filter(|(c, _)| !which(c))
-        .map(|&(_, p)| p)
-        .collect();
-    if missing.is_empty() {
-        return;
-    }
-    let policy = Path::new("/usr/sbin/policy-rc.d");
-    let made_policy = !policy.exists();
-    if made_policy {
-        fs::write(policy, "#!/bin/sh\nexit 101\n").expect("write policy-rc.d");
-        let _ = Command::new("chmod").arg("755").arg(policy).status();
-    }
-    let install = |update: bool| {
-        if update {
-            let _ = Command::new("apt-get")
-                .args(["update", "-qq"])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status();
-        }
-        Command::new("apt-get")
-            .args(["install", "-y", "-qq"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    let ok = install(false) || install(true);
-    if made_policy {
-        let _ = fs::remove_file(policy);
-    }
-    assert!(ok, "apt-get install {missing:?} failed");
-    for (c, p) in wanted {
-        assert!(which(c), "{p} is installed but {c} is not on PATH");
-    }
 }
 
 /// A free loopback port (free when this returns; the registry binds it
