@@ -884,9 +884,7 @@ impl<'a> Builder<'a> {
                 let dir = ov.scratch("heredocs")?;
                 let mut names = Vec::new();
                 for (name, content) in &heredocs {
-                    let p = dir.join(name);
-                    fs::write(&p, content).map_err(|e| BuildError::io("write", &p, e))?;
-                    set_mode(&p, 0o644)?;
+                    write_file(&dir.join(name), content, 0o644)?;
                     names.push(name.clone());
                 }
                 let opts = CopyOptions { add: false, ..opts };
@@ -987,8 +985,11 @@ fn owner(rootfs: &Path, spec: &str) -> Result<(u32, u32)> {
     Ok((u.uid(), u.gid()))
 }
 
-fn set_mode(p: &Path, mode: u32) -> Result<()> {
+/// Writes a file a step makes for itself (a here-document, a RUN script)
+/// with `mode`.
+fn write_file(p: &Path, content: &str, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
+    fs::write(p, content).map_err(|e| BuildError::io("write", p, e))?;
     fs::set_permissions(p, fs::Permissions::from_mode(mode))
         .map_err(|e| BuildError::io("chmod", p, e))
 }

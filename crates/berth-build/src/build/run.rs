@@ -59,8 +59,7 @@ pub(crate) fn run(
     if let Some(body) = cmd.script {
         let dir = overlay.scratch("script")?;
         let file = dir.join("script");
-        fs::write(&file, body).map_err(|e| BuildError::io("write", &file, e))?;
-        set_mode(&file, 0o755)?;
+        super::write_file(&file, body, 0o755)?;
         mounts.push(bind(&dir, SCRIPT_DIR, true)?);
         argv = vec![format!("{SCRIPT_DIR}/script")];
     }
@@ -214,12 +213,6 @@ fn bind(source: &Path, dest: &str, ro: bool) -> Result<oci_spec::runtime::Mount>
         .options(options)
         .build()
         .map_err(|e| BuildError::Invalid(format!("bind mount {dest}: {e}")))
-}
-
-fn set_mode(p: &Path, mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(p, fs::Permissions::from_mode(mode))
-        .map_err(|e| BuildError::io("chmod", p, e))
 }
 
 /// Removes `rel` from `upper` when it is an empty directory or empty
