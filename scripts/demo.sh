@@ -3,14 +3,7 @@
 # Usage: bash scripts/demo.sh [command...]   (default: a short tour of the container)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! [ -x /bin/busybox ] || ldd /bin/busybox >/dev/null 2>&1; then
-  echo "installing busybox-static..." >&2
-  apt-get install -y -qq busybox-static >/dev/null 2>&1 || {
-    apt-get update -qq && apt-get install -y -qq busybox-static >/dev/null
-  }
-fi
-cargo build --release -q -p berth-shim
-berth="${CARGO_TARGET_DIR:-target}/release/berth"
+. scripts/prepare-demo.sh
 bundle=$(mktemp -d /tmp/berth-demo.XXXXXX)
 id="demo-$$"
 cleanup() {
